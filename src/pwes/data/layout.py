@@ -206,7 +206,13 @@ def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 continue
             with archive.open(member) as handle:
                 version = np.lib.format.read_magic(handle)
-                shape, _, dtype = np.lib.format._read_array_header(handle, version)  # noqa: SLF001
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+                else:  # format 3.0 has no public header reader: read the array itself
+                    array = np.load(path, allow_pickle=False)[member[:-4]]
+                    shape, dtype = array.shape, array.dtype
                 shapes[member[:-4]] = (shape, dtype)
     return shapes
 

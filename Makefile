@@ -1,0 +1,36 @@
+# pwes: every target sets up .venv itself (created on first use, refreshed when pyproject.toml changes).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-all bench bench-gpu clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# torch is pinned: this install takes the CPU build from local disk (an unpinned torch pulls a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install pwes with its dependencies
+
+train: $(STAMP) ## run the main job: all LOSO folds of the embedded synthetic benchmark (ARGS="..." adds Hydra overrides)
+	$(PY) -m pwes.train $(ARGS)
+
+test: $(STAMP) ## run the test suite (fast tests; slow ones are marked and skipped)
+	$(PY) -m pytest -q $(ARGS)
+
+test-all: $(STAMP) ## run every test, the slow end-to-end ones included
+	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
+
+bench: $(STAMP) ## print speed and memory figures (training, extraction, data memory, motion-energy baseline)
+	$(PY) benchmarks/run_all.py $(ARGS)
+
+clean: ## remove outputs and caches (keeps .venv)
+	rm -rf outputs multirun .cache .pytest_cache

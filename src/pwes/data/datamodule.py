@@ -1,0 +1,149 @@
+"""Leave-one-subject-out folds and the LightningDataModule that batches them.
+
+A fold is named by its held-out subject. Training iterates a seeded stream of batches of
+``batch_size`` videos drawn from the training subjects (the paper counts iterations, not epochs);
+prediction walks the held-out subject's videos in file order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from pwes.data.batch import NUM_CLASSES, Batch, VideoItem, collate
+from pwes.data.layout import FeatureSet, load_features
+from pwes.data.points import sample_points, snippet_points, video_label
+
+SUPERVISION_MODES = ("point", "video")
+CACHE_MODES = ("auto", "memory", "none")
+
+
+class FoldError(ValueError):
+    """The ``fold`` setting names no subject of the feature set."""
+
+
+def fold_subjects(feature_set: FeatureSet, fold: str) -> list[str]:
+    """Held-out subjects to run for ``fold``: every subject for ``all``, none for ``none``."""
+    subjects = feature_set.subjects
+    fold = str(fold)
+    if fold == "all":
+        return subjects
+    if fold == "none":
+        return []
+    if fold not in subjects:
+        shown = ", ".join(subjects[:12]) + (" ..." if len(subjects) > 12 else "")
+        raise FoldError(f"fold={fold!r} is not a subject of {feature_set.root} (subjects: {shown}; or all, none)")
+    return [fold]
+
+
+class VideoDataset(Dataset):
+    """The videos of some subjects with their labels; features are read from disk on demand
+    unless ``in_memory`` holds them (decided by the caller from the set's size)."""
+
+    def __init__(
+        self,
+        feature_set: FeatureSet,
+        videos: Sequence[str],
+        supervision: str = "point",
+        point_mode: str = "random",
+        point_seed: int = 0,
+        in_memory: bool = False,
+    ) -> None:
+        if supervision not in SUPERVISION_MODES:
+            raise ValueError(f"model.supervision must be one of {', '.join(SUPERVISION_MODES)}, got {supervision!r}")
+        self.feature_set = feature_set
+        self.videos = list(videos)
+        self.supervision = supervision
+        self.labels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.apex_fallbacks = 0
+        for name in self.videos:
+            intervals = feature_set.intervals[name]
+            t = feature_set.num_snippets[name]
+            points = sample_points(name, intervals, point_mode, point_seed)
+            self.apex_fallbacks += sum(p.apex_fallback for p in points)
+            grid = snippet_points(points, t, feature_set.snippet_length, feature_set.stride, NUM_CLASSES)
+            if supervision == "video":
+                grid[:] = 0.0
+            self.labels[name] = (video_label(intervals, NUM_CLASSES), grid)
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if in_memory else None
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def _features(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is not None and name in self._cache:
+            return self._cache[name]
+        rgb, flow = load_features(self.feature_set.videos[name].feature_path)
+        pair = torch.from_numpy(rgb), torch.from_numpy(flow)
+        if self._cache is not None:
+            self._cache[name] = pair
+        return pair
+
+    def __getitem__(self, index: int) -> VideoItem:
+        name = self.videos[index]
+        info = self.feature_set.videos[name]
+        rgb, flow = self._features(name)
+        label, points = self.labels[name]
+        return VideoItem(name, info.subject, rgb, flow, torch.from_numpy(label), torch.from_numpy(points), info.num_frames, info.fps)
+
+
+class PWESDataModule(L.LightningDataModule):
+    """Train on every subject but the held-out ones; predict on the held-out ones."""
+
+    def __init__(
+        self,
+        feature_set: FeatureSet,
+        test_subjects: Sequence[str] = (),
+        batch_size: int = 8,
+        supervision: str = "point",
+        point_mode: str = "random",
+        point_seed: int = 0,
+        seed: int = 0,
+        num_workers: int = 0,
+        cache: str = "auto",
+        cache_limit_mb: float = 1024.0,
+    ) -> None:
+        super().__init__()
+        if cache not in CACHE_MODES:
+            raise ValueError(f"data.cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+        if batch_size <= 0:
+            raise ValueError(f"data.batch_size must be positive, got {batch_size}")
+        self.feature_set = feature_set
+        self.test_subjects = list(test_subjects)
+        held_out = set(self.test_subjects)
+        train_videos = [n for n, v in feature_set.videos.items() if v.subject not in held_out]
+        test_videos = feature_set.videos_of(self.test_subjects)
+        if not train_videos:
+            raise FoldError("no training videos left after holding out " + ", ".join(self.test_subjects))
+        for subject in self.test_subjects:
+            if not feature_set.videos_of([subject]):
+                raise FoldError(f"subject {subject!r} has no videos in {feature_set.root}")
+        in_memory = cache == "memory" or (cache == "auto" and dataset_megabytes(feature_set) <= cache_limit_mb)
+        common = dict(point_mode=point_mode, point_seed=point_seed, in_memory=in_memory)
+        self.train_set = VideoDataset(feature_set, train_videos, supervision, **common)
+        self.test_set = VideoDataset(feature_set, test_videos, "point", **common)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        # An endless seeded stream: Trainer.max_steps decides how many batches are drawn.
+        generator = torch.Generator().manual_seed(self.seed)
+        sampler = RandomSampler(self.train_set, replacement=False, num_samples=len(self.train_set) * 10_000, generator=generator)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, collate_fn=collate, num_workers=self.num_workers, drop_last=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate, num_workers=self.num_workers)
+
+    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
+        return batch.to(device)
+
+
+def dataset_megabytes(feature_set: FeatureSet) -> float:
+    """Size of the feature arrays in MB (float32), from the validated shapes."""
+    width = sum(feature_set.feature_dims)
+    return sum(feature_set.num_snippets.values()) * width * 4 / 2**20

@@ -1,0 +1,34 @@
+"""Shared test fixtures: tiny feature sets written into tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pwes.data.layout import write_feature_set
+
+
+def make_feature_set(root: Path, videos: dict[str, tuple[str, int]] | None = None, annotations: list[dict] | None = None, dim: int = 4, snippet: int = 8, seed: int = 0) -> Path:
+    """Write a small valid feature set: ``videos`` maps id -> (subject, num_frames)."""
+    videos = videos or {"a1": ("s1", 80), "a2": ("s1", 64), "b1": ("s2", 72), "c1": ("s3", 80)}
+    annotations = annotations if annotations is not None else [
+        dict(video="a1", subject="s1", onset=8, apex=10, offset=15, type="ME"),
+        dict(video="a1", subject="s1", onset=40, apex="", offset=70, type="MaE"),
+        dict(video="b1", subject="s2", onset=0, apex=5, offset=30, type="MaE"),
+        dict(video="c1", subject="s3", onset=20, apex=-1, offset=27, type="ME"),
+    ]
+    rng = np.random.default_rng(seed)
+    feats = {}
+    rows = []
+    for name, (subject, frames) in videos.items():
+        t = frames // snippet
+        feats[name] = (rng.random((t, dim), dtype=np.float32), rng.random((t, dim), dtype=np.float32))
+        rows.append(dict(video=name, subject=subject, num_frames=frames, fps=30))
+    return write_feature_set(root, rows, annotations, feats)
+
+
+@pytest.fixture
+def feature_root(tmp_path: Path) -> Path:
+    return make_feature_set(tmp_path / "set")
