@@ -1,0 +1,283 @@
+"""The leave-one-subject-out protocol: train and test each fold, keep finished folds, pool counts.
+
+A run folder holds::
+
+    config.yaml                    the resolved config of the run
+    fold-<subject>/checkpoints/last.ckpt   the fold's final model (with the metadata spot needs)
+    fold-<subject>/proposals.csv   video,subject,fold,onset,offset,score,type
+    fold-<subject>/metrics.json    the fold's figures; written last, it marks the fold finished
+    proposals.csv, metrics.json    every finished fold pooled (counts summed, then REC/PRE/F1)
+    model/last.ckpt                fold=none: one model trained on every subject
+
+A rerun of the same command skips finished folds and retrains an unfinished one from scratch
+(seeded), so the pooled result equals that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from pwes import io, tracking
+from pwes.config import ConfigError, to_container
+from pwes.data.datamodule import PWESDataModule, fold_subjects
+from pwes.data.layout import FeatureSet, Interval, load_feature_set
+from pwes.evaluation.megc import MatchConfig, read_proposals_csv, score, write_proposals_csv
+from pwes.inference.proposals import Proposal, ProposalConfig, generate_proposals
+
+log = logging.getLogger("pwes")
+
+# Settings that do not change results: ignored when checking that a resumed folder matches.
+NON_RESULT_KEYS = ("logger", "resume", "print_metrics", "paths", "run_name", "sweep_name", "hydra")
+NON_RESULT_TRAINER_KEYS = ("enable_progress_bar", "accelerator", "devices", "log_every_n_steps")
+
+
+@dataclass
+class FoldResult:
+    """What one finished fold leaves behind."""
+
+    subject: str
+    metrics: dict[str, float]
+    proposals: list[Proposal]
+
+
+def resolve_feature_set(cfg: DictConfig) -> FeatureSet:
+    """Load (and, for synthetic presets, first generate) the configured feature set."""
+    ds = cfg.dataset
+    if ds.get("synthetic"):
+        from pwes.data.synthetic import ensure_synthetic
+
+        syn = ds.synthetic
+        overrides = OmegaConf.to_container(syn.get("overrides") or {}, resolve=True)
+        root = ensure_synthetic(Path(cfg.paths.cache_dir) / "synthetic", syn.preset, int(syn.get("seed", 0)), **overrides)
+    else:
+        root = OmegaConf.select(cfg, "dataset.root", throw_on_missing=False)
+        if root in (None, "", "???"):
+            raise ConfigError(f"dataset.root is not set: point it at your {ds.name} feature-set folder (dataset.root=PATH; see README, 'Your own data')")
+    feature_set = load_feature_set(root, int(ds.snippet_length), int(ds.stride))
+    off = [v.name for v in feature_set.videos.values() if not math.isclose(v.fps, float(ds.fps), rel_tol=0.01)]
+    if off:
+        log.warning("%d video(s) have an fps other than dataset.fps=%s (e.g. %s); each video is evaluated at its own fps", len(off), ds.fps, off[0])
+    return feature_set
+
+
+def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that determines results."""
+    out = {k: v for k, v in config.items() if k not in NON_RESULT_KEYS}
+    if isinstance(out.get("trainer"), dict):
+        out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in NON_RESULT_TRAINER_KEYS}
+    return out
+
+
+def prepare_run_folder(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
+    """Write config.yaml; refuse to mix results of a different config into an existing folder."""
+    path = run_dir / "config.yaml"
+    if path.exists():
+        old = yaml.safe_load(path.read_text()) or {}
+        finished = sorted(p.parent.name for p in run_dir.glob("fold-*/metrics.json"))
+        if finished and not resume:
+            raise ConfigError(f"{run_dir} already holds finished folds ({', '.join(finished[:5])}); resume=false refuses to reuse it: pass run_name=NEW or delete the folder")
+        if finished and comparable_config(old) != comparable_config(config):
+            changed = sorted(k for k in set(comparable_config(old)) | set(comparable_config(config)) if comparable_config(old).get(k) != comparable_config(config).get(k))
+            raise ConfigError(f"{path} was written by a different config (differs in: {', '.join(changed)}); its finished folds cannot be pooled with this run: pass run_name=NEW or delete the folder")
+    io.write_text(path, yaml.safe_dump(config, sort_keys=False))
+
+
+class CheckpointMetadata(Callback):
+    """Stores what a checkpoint's user needs besides the weights (feature widths, snippet
+    geometry, fps, proposal settings, thresholds) under the ``pwes`` key of the checkpoint."""
+
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        self.metadata = metadata
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pwes"] = dict(self.metadata)
+
+
+def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
+    """Save the trainer's checkpoint atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp)
+    os.replace(tmp, path)
+
+
+def build_model(cfg: DictConfig, feature_set: FeatureSet) -> L.LightningModule:
+    """The configured LightningModule for this feature set's widths and the dataset's settings."""
+    rgb_dim, flow_dim = feature_set.feature_dims
+    regions = OmegaConf.to_container(cfg.dataset.regions, resolve=True)
+    return hydra.utils.instantiate(cfg.model, rgb_dim=rgb_dim, flow_dim=flow_dim, region_counts=regions, pretrain_steps=int(cfg.dataset.pretrain_steps), _recursive_=False)
+
+
+def build_datamodule(cfg: DictConfig, feature_set: FeatureSet, test_subjects: Sequence[str]) -> PWESDataModule:
+    data = cfg.data
+    return PWESDataModule(
+        feature_set,
+        test_subjects,
+        batch_size=int(data.batch_size),
+        supervision=str(cfg.model.get("supervision", "point")),
+        point_mode=str(data.points.mode),
+        point_seed=int(data.points.seed),
+        seed=int(cfg.seed),
+        num_workers=int(data.num_workers),
+        cache=str(data.cache),
+        cache_limit_mb=float(data.cache_limit_mb),
+    )
+
+
+def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Sequence[str]) -> dict[str, Any]:
+    """What `pwes.spot` needs to use a checkpoint on new data."""
+    return {
+        "dataset": str(cfg.dataset.name),
+        "feature_dims": list(feature_set.feature_dims),
+        "snippet_length": feature_set.snippet_length,
+        "stride": feature_set.stride,
+        "fps": float(cfg.dataset.fps),
+        "proposals": to_container(cfg.proposals),
+        "evaluation": to_container(cfg.evaluation),
+        "train_subjects": list(train_subjects),
+        "seed": int(cfg.seed),
+    }
+
+
+def predict_proposals(trainer: L.Trainer, model: L.LightningModule, datamodule: PWESDataModule, feature_set: FeatureSet, proposal_cfg: ProposalConfig) -> list[Proposal]:
+    """Run the model over the held-out videos and turn its outputs into proposals."""
+    outputs = trainer.predict(model, datamodule=datamodule)
+    proposals: list[Proposal] = []
+    for batch_outputs in outputs or []:
+        for pred in batch_outputs:
+            info = feature_set.videos[pred.video]
+            proposals.extend(
+                generate_proposals(pred.video, pred.attention, pred.tcam, pred.video_scores, info.num_frames, info.fps, feature_set.snippet_length, feature_set.stride, proposal_cfg)
+            )
+    return proposals
+
+
+def ground_truth(feature_set: FeatureSet, videos: Sequence[str]) -> tuple[dict[str, list[Interval]], dict[str, float]]:
+    """Intervals (empty lists included) and fps of ``videos``, as the scorer takes them."""
+    return {v: list(feature_set.intervals[v]) for v in videos}, {v: feature_set.videos[v].fps for v in videos}
+
+
+def write_proposals(path: Path, proposals: Sequence[Proposal], feature_set: FeatureSet) -> None:
+    extras = {name: {"subject": v.subject, "fold": v.subject} for name, v in feature_set.videos.items()}
+    write_proposals_csv(path, proposals, extras)
+
+
+def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fold_dir: Path, group: str, position: str) -> FoldResult | None:
+    """Train on every subject but ``subject`` (all subjects when None), save the checkpoint and,
+    when a subject is held out, predict, score and write its results."""
+    test_subjects = [subject] if subject is not None else []
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    datamodule = build_datamodule(cfg, feature_set, test_subjects)
+    model = build_model(cfg, feature_set)
+    train_subjects = sorted({feature_set.videos[v].subject for v in datamodule.train_set.videos})
+    name = f"{group}/fold-{subject}" if subject is not None else f"{group}/all-subjects"
+    logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), name, group)
+    tracking.log_config(logger, to_container(cfg))
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
+    callbacks.append(CheckpointMetadata(model_metadata(cfg, feature_set, train_subjects)))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))
+    log.info(
+        "%s %s: training on %d videos of %d subjects for %d steps, testing on %d videos",
+        position, f"fold {subject}" if subject is not None else "all subjects", len(datamodule.train_set), len(train_subjects), trainer.max_steps, len(datamodule.test_set),
+    )
+    started = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=datamodule)
+        save_checkpoint(trainer, fold_dir / "checkpoints" / "last.ckpt")
+        if subject is None:
+            return None
+        proposals = predict_proposals(trainer, model, datamodule, feature_set, ProposalConfig(**to_container(cfg.proposals)))
+        gt, fps = ground_truth(feature_set, datamodule.test_set.videos)
+        metrics = score(proposals, gt, fps, MatchConfig(**to_container(cfg.evaluation)))
+        metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(gt)}
+        if logger is not None:
+            logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items()}, step=trainer.global_step)
+        write_proposals(fold_dir / "proposals.csv", proposals, feature_set)
+        io.write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
+        return FoldResult(subject, metrics, proposals)
+    finally:
+        tracking.finish(logger)
+
+
+def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchConfig) -> tuple[dict[str, float], list[Proposal]]:
+    """Pool finished folds: all their proposals against all their videos, scored once."""
+    proposals: list[Proposal] = []
+    subjects: list[str] = []
+    for fold_dir in fold_dirs:
+        subject = fold_dir.name.removeprefix("fold-")
+        subjects.append(subject)
+        proposals.extend(read_proposals_csv(fold_dir / "proposals.csv", feature_set.videos))
+    gt, fps = ground_truth(feature_set, feature_set.videos_of(subjects))
+    metrics = score(proposals, gt, fps, match)
+    return {**metrics, "num_folds": len(fold_dirs), "num_videos": len(gt)}, proposals
+
+
+def run_protocol(cfg: DictConfig, run_dir: Path) -> dict[str, float] | None:
+    """Run the configured folds in ``run_dir`` and return the pooled figures (None for fold=none)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with OmegaConf.read_write(cfg):
+        OmegaConf.set_struct(cfg, False)
+        cfg.run_dir = str(run_dir)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: ~3x faster on Ampere and later (NOTES)
+    config = {k: v for k, v in to_container(cfg).items() if k != "run_dir"}
+    prepare_run_folder(run_dir, config, bool(cfg.resume))
+    feature_set = resolve_feature_set(cfg)
+    group = group_name(cfg)
+    if str(cfg.fold) == "none":
+        train_fold(cfg, feature_set, None, run_dir / "model", group, "[1/1]")
+        log.info("model trained on every subject: %s", run_dir / "model" / "checkpoints" / "last.ckpt")
+        return None
+    subjects = fold_subjects(feature_set, cfg.fold)
+    for index, subject in enumerate(subjects, start=1):
+        fold_dir = run_dir / f"fold-{subject}"
+        position = f"[{index}/{len(subjects)}]"
+        if (fold_dir / "metrics.json").exists():
+            log.info("%s fold %s: finished earlier, kept", position, subject)
+            continue
+        train_fold(cfg, feature_set, subject, fold_dir, group, position)
+    metrics, proposals = pool_folds([run_dir / f"fold-{s}" for s in subjects], feature_set, MatchConfig(**to_container(cfg.evaluation)))
+    write_proposals(run_dir / "proposals.csv", proposals, feature_set)
+    io.write_json(run_dir / "metrics.json", metrics)
+    log.info("pooled over %d fold(s): %s", len(subjects), summary_line(metrics))
+    return metrics
+
+
+def group_name(cfg: DictConfig) -> str:
+    """W&B group: the sweep and job in a multirun, the dataset and run name otherwise."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return f"{Path(hc.sweep.dir).name}/{hc.sweep.subdir}"
+    except ValueError:  # not running under Hydra (tests calling run_protocol directly)
+        pass
+    return f"{cfg.dataset.name}/{cfg.get('run_name') or 'default'}"
+
+
+def summary_line(metrics: Mapping[str, float]) -> str:
+    """The paper's columns in one line."""
+    keys = ("f1_me_0.5", "f1_me_1.0", "f1_me_p", "recall", "precision", "f1")
+    return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics) + f" (tp={metrics.get('tp')} fp={metrics.get('fp')} fn={metrics.get('fn')})"
+
+
+def metrics_json_line(metrics: Mapping[str, Any]) -> str:
+    return json.dumps({k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()})

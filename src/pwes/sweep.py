@@ -1,0 +1,71 @@
+"""Pooling across the jobs of a multirun that sweeps ``fold`` (one job per subject, e.g. on a
+SLURM array): a Hydra callback that, when the multirun ends, pools each group of jobs that
+differ only in ``fold`` into ``<sweep dir>/pooled[/<group>]/metrics.json`` and ``proposals.csv``."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from pwes import io
+from pwes.config import run_name_from_overrides
+from pwes.evaluation.megc import MatchConfig
+
+log = logging.getLogger("pwes")
+
+
+def job_overrides(job_dir: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for a job (empty when none are recorded)."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(path.read_text()) or []) if path.exists() else []
+
+
+def fold_groups(sweep_dir: Path) -> dict[str, list[Path]]:
+    """Jobs of a sweep grouped by their overrides other than ``fold``."""
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for job_dir in sorted(p for p in sweep_dir.iterdir() if (p / "config.yaml").exists()):
+        rest = [o for o in job_overrides(job_dir) if not o.lstrip("+~").startswith("fold=")]
+        groups[run_name_from_overrides(",".join(rest))].append(job_dir)
+    return groups
+
+
+def pool_sweep(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """Pool every group of single-fold jobs in ``sweep_dir``; returns the pooled figures by group."""
+    from pwes.protocol import pool_folds, resolve_feature_set, write_proposals
+
+    groups = {k: v for k, v in fold_groups(sweep_dir).items() if len(v) > 1}
+    results: dict[str, dict[str, Any]] = {}
+    for name, jobs in groups.items():
+        configs = [OmegaConf.create(yaml.safe_load((j / "config.yaml").read_text())) for j in jobs]
+        if any(str(c.fold) in ("all", "none") for c in configs):
+            continue
+        fold_dirs = [j / f"fold-{c.fold}" for j, c in zip(jobs, configs)]
+        done = [d for d in fold_dirs if (d / "metrics.json").exists()]
+        missing = [d.parent.name for d in fold_dirs if d not in done]
+        if not done:
+            continue
+        feature_set = resolve_feature_set(configs[0])
+        metrics, proposals = pool_folds(done, feature_set, MatchConfig(**OmegaConf.to_container(configs[0].evaluation, resolve=True)))
+        metrics["missing_jobs"] = missing
+        out = sweep_dir / "pooled" / (name if len(groups) > 1 else "")
+        write_proposals(out / "proposals.csv", proposals, feature_set)
+        io.write_json(out / "metrics.json", metrics)
+        results[name] = metrics
+        log.info("pooled %d fold job(s) of %s into %s%s", len(done), name, out, f" ({len(missing)} missing)" if missing else "")
+    return results
+
+
+class PoolFoldSweep(Callback):
+    """Hydra callback: pool fold sweeps when a multirun ends (nothing to do for other sweeps)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            for name, metrics in pool_sweep(sweep_dir).items():
+                print(f"pooled {name}: f1={metrics['f1']:.3f} recall={metrics['recall']:.3f} precision={metrics['precision']:.3f}")

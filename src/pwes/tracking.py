@@ -1,0 +1,52 @@
+"""Experiment tracking per fold: one logger (one W&B run) per fold, finished when the fold ends
+so multirun jobs never share a run. W&B writes its files inside the run's output folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+
+def is_wandb(logger_cfg: DictConfig | None) -> bool:
+    """True when the configured logger is Lightning's WandbLogger."""
+    target = (logger_cfg or {}).get("_target_") or ""
+    return target.endswith("WandbLogger")
+
+
+def make_logger(logger_cfg: DictConfig | None, run_dir: Path, name: str, group: str, job_type: str = "fold") -> Logger | None:
+    """Instantiate the configured logger for one fold (``None`` for ``logger=none``)."""
+    if logger_cfg is None or not logger_cfg.get("_target_"):
+        return None
+    cfg = OmegaConf.to_container(logger_cfg, resolve=True)
+    if is_wandb(logger_cfg):
+        os.environ.setdefault("WANDB_SILENT", "true")
+        # W&B's side folders (cache, config, staging) stay inside the run folder too.
+        for key, sub in (("WANDB_CACHE_DIR", ".cache"), ("WANDB_CONFIG_DIR", ".config"), ("WANDB_DATA_DIR", ".data")):
+            os.environ[key] = str(run_dir / "wandb" / sub)
+        (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        cfg.update(name=name, group=group, job_type=job_type, save_dir=str(run_dir))
+    else:
+        cfg.update(save_dir=str(run_dir / "logs"), name=name.replace("/", "_"), version="")
+    return hydra.utils.instantiate(cfg)
+
+
+def log_config(logger: Logger | None, config: dict[str, Any]) -> None:
+    """Record the resolved run config with the logger (W&B shows it as the run config)."""
+    if logger is not None:
+        logger.log_hyperparams(config)
+
+
+def finish(logger: Logger | None) -> None:
+    """Close the logger; for W&B, end the run so the next fold (or job) starts a new one."""
+    if logger is None:
+        return
+    logger.finalize("success")
+    if type(logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()

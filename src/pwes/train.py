@@ -1,0 +1,46 @@
+"""Train and test PWES under the leave-one-subject-out protocol.
+
+    python -m pwes.train                                  # embedded synthetic default, all folds
+    python -m pwes.train dataset=samm dataset.root=PATH fold=all
+    python -m pwes.train -m experiment=table4             # a table of the paper as a sweep
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from pwes.config import CONFIG_DIR, register_resolvers
+
+register_resolvers()
+log = logging.getLogger("pwes")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the pooled F1 (for sweepers that optimise it)."""
+    from pwes.protocol import metrics_json_line, run_protocol
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = run_protocol(cfg, run_dir)
+    except ValueError as err:  # bad input or settings: one line, no traceback
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        if HydraConfig.get().mode.name == "MULTIRUN":
+            raise
+        sys.exit(2)
+    if metrics is None:
+        return None
+    if cfg.get("print_metrics", True):
+        print(metrics_json_line(metrics))
+    return float(metrics["f1"])
+
+
+if __name__ == "__main__":
+    main()
