@@ -1,0 +1,125 @@
+"""``python -m pwes.prepare`` as a user runs it: the summary on success, ``error: ...`` and exit
+code 2 on bad input (wrong sheet, missing column, features that do not fit)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+
+from pwes.data.layout import load_feature_set
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list]]) -> Path:
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+def lgsnet_pair(folder: Path, video: str, n: int, frame_cnt: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stream in ("rgb", "flow"):
+        np.savez(folder / f"{video}-{stream}.npz", feature=np.ones((1, n, 4), np.float32), frame_cnt=np.array(frame_cnt))
+
+
+def prepare(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pwes.prepare", *map(str, args)], capture_output=True, text=True, timeout=60
+    )
+
+
+CASME2_ROWS = [
+    [1, "anger1_1", 11, 15, 20, "4", "negative", "macro-expression", ""],
+    [1, "anger1_2", 31, 33, 0, "4", "negative", "micro-expression", ""],
+    [2, "anger1_1", 3, 4, 6, "4", "negative", "micro-expression", ""],
+]
+
+
+def casme2_workbook(path: Path, expression_sheet: str = "CASFEcode_final") -> Path:
+    return write_xlsx(path, {
+        expression_sheet: CASME2_ROWS,
+        "naming rule1": [[15, "s15", 1], [16, "s16", 2]],
+        "naming rule2": [[401, "anger1"]],
+    })
+
+
+def test_casme2_summary_and_layout(tmp_path):
+    book = casme2_workbook(tmp_path / "CASME_sq_gt.xlsx")
+    lgsnet_pair(tmp_path / "feats", "15_0401girlcrashing", 8, 64)
+    lgsnet_pair(tmp_path / "feats", "15_0502extra", 3, 24)
+
+    result = prepare("casme2", "--annotations", book, "--features", tmp_path / "feats", "--out", tmp_path / "set")
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "videos: 2 from 1 subjects; 1 without annotations" in out
+    assert "expressions: 2 (ME 1, MaE 1) from 3 annotation rows" in out
+    assert "1 x offset not annotated: offset set to apex + (apex - onset) (--unknown-offset mirror)" in out
+    assert "annotated videos with no features: 1 (1 row left out)\n    16_0401 (1 row)" in out
+    assert "videos with features but no annotations (kept, expression-free): 1\n    15_0502extra" in out
+    assert (tmp_path / "set" / "annotations.csv").read_text().splitlines()[1:] == [
+        "15_0401girlcrashing,s15,10,14,19,MaE",
+        "15_0401girlcrashing,s15,30,32,34,ME",
+    ]
+    assert load_feature_set(tmp_path / "set", 8).feature_dims == (4, 4)
+
+
+def test_wrong_sheet_is_a_one_line_error(tmp_path):
+    book = casme2_workbook(tmp_path / "gt.xlsx", expression_sheet="Sheet1")
+    lgsnet_pair(tmp_path / "feats", "15_0401girlcrashing", 8, 64)
+
+    result = prepare("casme2", "--annotations", book, "--features", tmp_path / "feats", "--out", tmp_path / "set")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "no expression sheet 'CASFEcode_final' or 'CASMEcode_final' (sheets found: 'Sheet1', 'naming rule1', 'naming rule2')" in result.stderr
+    assert not (tmp_path / "set").exists()
+    named = prepare("casme2", "--annotations", book, "--features", tmp_path / "feats", "--out", tmp_path / "set", "--sheet", "Sheet1")
+    assert named.returncode == 0, named.stderr
+
+
+def test_missing_column_lists_the_columns_found(tmp_path):
+    book = write_xlsx(tmp_path / "samm.xlsx", {"FACS_Movement_Only": [
+        ["free text"],
+        ["Subject", "Filename", "Onset", "Apex", "Offset", "Action Units"],
+        [6, "006_1_1", 10, 12, 40, "12"],
+    ]})
+    (tmp_path / "feats").mkdir()
+
+    result = prepare("samm", "--annotations", book, "--features", tmp_path / "feats", "--out", tmp_path / "set")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: samm.xlsx[FACS_Movement_Only]: no header row with columns filename")
+    assert "type (Type)" in result.stderr
+    assert "row (2) has: 'Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'Action Units'" in result.stderr
+
+
+def test_features_that_do_not_fit_the_snippets_name_the_file(tmp_path):
+    book = casme2_workbook(tmp_path / "gt.xlsx")
+    lgsnet_pair(tmp_path / "feats", "15_0401girlcrashing", 29, 64)
+    args = ("casme2", "--annotations", book, "--features", tmp_path / "feats", "--out", tmp_path / "set")
+
+    result = prepare(*args)
+    assert result.returncode == 2
+    assert "15_0401girlcrashing-rgb.npz / 15_0401girlcrashing-flow.npz: 29 snippets, but 64 frames" in result.stderr
+
+    fitted = prepare(*args, "--stride", "2")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "(snippet length 8, stride 2, fps 30)" in fitted.stdout
+
+
+def test_bad_option_values_exit_2(tmp_path):
+    book = casme2_workbook(tmp_path / "gt.xlsx")
+    lgsnet_pair(tmp_path / "feats", "15_0401girlcrashing", 8, 64)
+    result = prepare("casme2", "--annotations", book, "--features", tmp_path / "feats", "--out", tmp_path / "set",
+                     "--unknown-offset", "guess")
+    assert result.returncode == 2
+    assert result.stderr == "error: --unknown-offset 'guess': expected one of mirror, apex, drop or apex+N (e.g. apex+20)\n"
