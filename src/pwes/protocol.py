@@ -32,13 +32,16 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from pwes import io, tracking
 from pwes.config import ConfigError, to_container
+from pwes.data.batch import collate
 from pwes.data.datamodule import PWESDataModule, fold_subjects
 from pwes.data.layout import FeatureSet, Interval, load_feature_set
 from pwes.evaluation.megc import MatchConfig, read_proposals_csv, score, write_proposals_csv
 from pwes.inference.proposals import Proposal, ProposalConfig, generate_proposals
+from pwes.inference.threshold import choose_score_threshold
 
 log = logging.getLogger("pwes")
 
@@ -155,9 +158,8 @@ def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Seq
     }
 
 
-def predict_proposals(trainer: L.Trainer, model: L.LightningModule, datamodule: PWESDataModule, feature_set: FeatureSet, proposal_cfg: ProposalConfig) -> list[Proposal]:
-    """Run the model over the held-out videos and turn its outputs into proposals."""
-    outputs = trainer.predict(model, datamodule=datamodule)
+def proposals_from_outputs(outputs: Sequence[Sequence[Any]] | None, feature_set: FeatureSet, proposal_cfg: ProposalConfig) -> list[Proposal]:
+    """Proposals from the per-batch lists of VideoPrediction that ``trainer.predict`` returns."""
     proposals: list[Proposal] = []
     for batch_outputs in outputs or []:
         for pred in batch_outputs:
@@ -190,21 +192,29 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), name, group)
     tracking.log_config(logger, to_container(cfg))
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
-    callbacks.append(CheckpointMetadata(model_metadata(cfg, feature_set, train_subjects)))
+    metadata = model_metadata(cfg, feature_set, train_subjects)
+    callbacks.append(CheckpointMetadata(metadata))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))
     log.info(
         "%s %s: training on %d videos of %d subjects for %d steps, testing on %d videos",
         position, f"fold {subject}" if subject is not None else "all subjects", len(datamodule.train_set), len(train_subjects), trainer.max_steps, len(datamodule.test_set),
     )
     started = time.perf_counter()
+    proposal_cfg = ProposalConfig(**to_container(cfg.proposals))
+    match = MatchConfig(**to_container(cfg.evaluation))
     try:
         trainer.fit(model, datamodule=datamodule)
+        # The operating point for pwes.spot, chosen on the training videos only.
+        train_loader = DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, collate_fn=collate)
+        train_proposals = proposals_from_outputs(trainer.predict(model, dataloaders=train_loader), feature_set, proposal_cfg)
+        threshold, train_f1 = choose_score_threshold(train_proposals, *ground_truth(feature_set, datamodule.train_set.videos), match)
+        metadata.update(score_threshold=threshold, train_f1_at_threshold=round(train_f1, 4))
         save_checkpoint(trainer, fold_dir / "checkpoints" / "last.ckpt")
         if subject is None:
             return None
-        proposals = predict_proposals(trainer, model, datamodule, feature_set, ProposalConfig(**to_container(cfg.proposals)))
+        proposals = proposals_from_outputs(trainer.predict(model, datamodule=datamodule), feature_set, proposal_cfg)
         gt, fps = ground_truth(feature_set, datamodule.test_set.videos)
-        metrics = score(proposals, gt, fps, MatchConfig(**to_container(cfg.evaluation)))
+        metrics = score(proposals, gt, fps, match)
         metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(gt)}
         if logger is not None:
             logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items()}, step=trainer.global_step)
