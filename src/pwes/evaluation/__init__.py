@@ -1,0 +1,26 @@
+"""The MEGC evaluation protocol (paper section 4.2): matching, the torchmetrics Metric, the paper's
+figures and the proposal files."""
+
+from pwes.evaluation.megc import (
+    Counts,
+    EvaluationError,
+    MatchConfig,
+    MEGCMetric,
+    match_video,
+    read_ground_truth,
+    read_proposals_csv,
+    score,
+    write_proposals_csv,
+)
+
+__all__ = [
+    "Counts",
+    "EvaluationError",
+    "MatchConfig",
+    "MEGCMetric",
+    "match_video",
+    "read_ground_truth",
+    "read_proposals_csv",
+    "score",
+    "write_proposals_csv",
+]

@@ -1,0 +1,518 @@
+"""The MEGC spotting protocol (paper section 4.2): matching, counting, the paper's figures and the
+proposal/ground-truth files.
+
+Rule (defaults of :class:`MatchConfig`): within each video, proposals in descending score order
+are matched one-to-one to a not yet matched ground truth of the same type whose inclusive frame
+IoU (lengths ``offset - onset + 1``) is at least 0.5, taking the largest IoU. Matched ground
+truths are TP, unmatched proposals FP, unmatched ground truths FN. Counts are summed over every
+video of every fold before recall, precision and F1 are computed once.
+
+Per-type counts: a TP counts under the type of the ground truth it matched, an FP under the
+proposal's type, an FN under the ground truth's type (identical to "same type on both sides"
+under the default rule; it keeps ``tp = me_tp + mae_tp`` under the variants).
+
+The figures (docs/evaluation.md): ``f1_me_0.5`` / ``f1_me_1.0`` re-type every proposal by duration
+with 0.5 s / 1.0 s as the ME cut and report the ME F1 (ground-truth types stay as annotated);
+``f1_me_p`` is the ME F1 (0.5 s cut) inside the score-threshold proposal set with the best overall
+F1 (every distinct score ``s`` defines the set of proposals scoring at least ``s``, pooled over all
+evaluated videos; ties go to the lower threshold).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from pwes import io
+from pwes.data import layout
+from pwes.data.layout import EXPRESSION_TYPES, Interval, LayoutError, VideoInfo
+from pwes.evaluation.figures import best_set_index, f1_array, prf, threshold_sets
+from pwes.inference.proposals import Proposal, duration_labels, expression_type
+
+ME_CUTS = (0.5, 1.0)  # seconds: the ME cut of F1(0.5) and F1(1.0)
+F1_P_CUT = 0.5  # seconds: the ME cut used inside the best proposal set for F1(p)
+PROPOSAL_COLUMNS = ("video", "onset", "offset", "score", "type")
+_IOU_EPS = 1e-9  # IoU 0.5 computed as 5/10 must count at threshold 0.5
+
+
+class EvaluationError(ValueError):
+    """Bad proposals, ground truth or settings; the message names the file and line or the setting."""
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """The matching rule; the keys of ``conf/evaluation/default.yaml``. Defaults are the MEGC rule.
+
+    ``class_agnostic``: match a proposal to a ground truth of either type. ``one_to_many``: a
+    proposal takes every not yet matched ground truth it overlaps enough (each counts as a TP);
+    ground truths are still matched at most once. ``iou_plus_one=False``: lengths ``offset -
+    onset`` (exclusive ends), as some public code computes them.
+    """
+
+    iou_threshold: float = 0.5
+    class_agnostic: bool = False
+    one_to_many: bool = False
+    iou_plus_one: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise EvaluationError(f"evaluation.iou_threshold must be in (0, 1], got {self.iou_threshold!r}")
+        for name in ("class_agnostic", "one_to_many", "iou_plus_one"):
+            if not isinstance(getattr(self, name), bool):
+                raise EvaluationError(f"evaluation.{name} must be true or false, got {getattr(self, name)!r}")
+
+
+@dataclass
+class Counts:
+    """TP, FP and FN of one expression type (or of all)."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    @property
+    def recall(self) -> float:
+        return prf(self.tp, self.fp, self.fn)[0]
+
+    @property
+    def precision(self) -> float:
+        return prf(self.tp, self.fp, self.fn)[1]
+
+    @property
+    def f1(self) -> float:
+        return prf(self.tp, self.fp, self.fn)[2]
+
+
+# --------------------------------------------------------------------------------------------
+# matching
+
+
+def _type_index(kind: str, what: str) -> int:
+    if kind not in EXPRESSION_TYPES:
+        raise EvaluationError(f"{what}: unknown type {kind!r}, expected one of {', '.join(EXPRESSION_TYPES)}")
+    return EXPRESSION_TYPES.index(kind)
+
+
+def _check_proposal(p: Proposal) -> None:
+    if p.onset > p.offset:
+        raise EvaluationError(f"proposal {p.onset}-{p.offset} of video {p.video!r}: onset {p.onset} > offset {p.offset}")
+    if not math.isfinite(p.score):
+        raise EvaluationError(f"proposal {p.onset}-{p.offset} of video {p.video!r}: score {p.score!r} is not a finite number")
+    _type_index(p.type, f"proposal {p.onset}-{p.offset} of video {p.video!r}")
+
+
+def _greedy_match(
+    p_onset: np.ndarray,
+    p_offset: np.ndarray,
+    p_type: np.ndarray,
+    p_score: np.ndarray,
+    g_onset: np.ndarray,
+    g_offset: np.ndarray,
+    g_type: np.ndarray,
+    config: MatchConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching of one video's proposals to its ground truths.
+
+    Returns ``tp_credit`` [P, 2] (ground truths of each type each proposal matched) and
+    ``matched`` [G] bool. Proposals are visited by descending score, ties by onset, offset and
+    input order; a proposal takes the not yet matched ground truth of largest IoU (ties: the
+    first in input order).
+    """
+    num_p, num_g = len(p_onset), len(g_onset)
+    tp_credit = np.zeros((num_p, len(EXPRESSION_TYPES)), dtype=np.int64)
+    matched = np.zeros(num_g, dtype=bool)
+    if num_p == 0 or num_g == 0:
+        return tp_credit, matched
+    extra = 1 if config.iou_plus_one else 0
+    inter = np.clip(np.minimum(p_offset[:, None], g_offset[None]) - np.maximum(p_onset[:, None], g_onset[None]) + extra, 0, None)
+    union = (p_offset - p_onset + extra)[:, None] + (g_offset - g_onset + extra)[None] - inter
+    identical = (p_onset[:, None] == g_onset[None]) & (p_offset[:, None] == g_offset[None])
+    iou = np.where(union > 0, inter / np.maximum(union, 1), identical.astype(np.float64))
+    valid = iou >= config.iou_threshold - _IOU_EPS
+    if not config.class_agnostic:
+        valid &= p_type[:, None] == g_type[None]
+    order = np.lexsort((np.arange(num_p), p_offset, p_onset, -p_score))
+    for i in order[valid.any(axis=1)[order]]:
+        candidates = valid[i] & ~matched
+        if not candidates.any():
+            continue
+        if config.one_to_many:
+            hits = np.flatnonzero(candidates)
+        else:
+            hits = np.array([int(np.argmax(np.where(candidates, iou[i], -1.0)))])
+        matched[hits] = True
+        tp_credit[i] += np.bincount(g_type[hits], minlength=len(EXPRESSION_TYPES))
+    return tp_credit, matched
+
+
+@dataclass
+class _VideoArrays:
+    """One video's proposals and ground truths as arrays (types as class indices)."""
+
+    p_onset: np.ndarray
+    p_offset: np.ndarray
+    p_score: np.ndarray
+    p_type: np.ndarray
+    g_onset: np.ndarray
+    g_offset: np.ndarray
+    g_type: np.ndarray
+
+    @classmethod
+    def build(cls, proposals: Sequence[Proposal], ground_truth: Sequence[Interval]) -> _VideoArrays:
+        return cls(
+            np.array([p.onset for p in proposals], dtype=np.int64),
+            np.array([p.offset for p in proposals], dtype=np.int64),
+            np.array([p.score for p in proposals], dtype=np.float64),
+            np.array([EXPRESSION_TYPES.index(p.type) for p in proposals], dtype=np.int64),
+            np.array([g.onset for g in ground_truth], dtype=np.int64),
+            np.array([g.offset for g in ground_truth], dtype=np.int64),
+            np.array([g.label for g in ground_truth], dtype=np.int64),
+        )
+
+
+def _fp_credit(tp_credit: np.ndarray, p_type: np.ndarray) -> np.ndarray:
+    """[P, 2]: 1 at the proposal's type where it matched nothing."""
+    fp = np.zeros_like(tp_credit)
+    unmatched = np.flatnonzero(tp_credit.sum(axis=1) == 0)
+    fp[unmatched, p_type[unmatched]] = 1
+    return fp
+
+
+def _video_counts(arrays: _VideoArrays, p_type: np.ndarray, config: MatchConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(tp_credit [P, 2], fp_credit [P, 2], tp [2], fn [2]) of one video with proposal types ``p_type``."""
+    tp_credit, matched = _greedy_match(arrays.p_onset, arrays.p_offset, p_type, arrays.p_score, arrays.g_onset, arrays.g_offset, arrays.g_type, config)
+    num_types = len(EXPRESSION_TYPES)
+    tp = np.bincount(arrays.g_type[matched], minlength=num_types)
+    fn = np.bincount(arrays.g_type[~matched], minlength=num_types)
+    return tp_credit, _fp_credit(tp_credit, p_type), tp, fn
+
+
+def match_video(proposals: Sequence[Proposal], ground_truth: Sequence[Interval], config: MatchConfig | None = None) -> dict[str, Counts]:
+    """Counts of one video under ``config`` (default: the MEGC rule), keyed ``'ME'`` and ``'MaE'``."""
+    config = config or MatchConfig()
+    names = {p.video for p in proposals} | {g.video for g in ground_truth}
+    if len(names) > 1:
+        raise EvaluationError(f"match_video takes one video, got proposals/ground truth of {', '.join(sorted(map(repr, names)))}")
+    for p in proposals:
+        _check_proposal(p)
+    arrays = _VideoArrays.build(proposals, ground_truth)
+    _, fp_credit, tp, fn = _video_counts(arrays, arrays.p_type, config)
+    fp = fp_credit.sum(axis=0)
+    return {kind: Counts(int(tp[c]), int(fp[c]), int(fn[c])) for c, kind in enumerate(EXPRESSION_TYPES)}
+
+
+def _group_by_video(proposals: Iterable[Proposal], ground_truth: Mapping[str, Sequence[Interval]]) -> dict[str, list[Proposal]]:
+    """Proposals per evaluated video (every key of ``ground_truth``); unknown videos are an error."""
+    grouped: dict[str, list[Proposal]] = {name: [] for name in ground_truth}
+    for p in proposals:
+        if p.video not in grouped:
+            raise EvaluationError(f"proposal {p.onset}-{p.offset} names video {p.video!r}, which is not among the {len(grouped)} evaluated videos")
+        _check_proposal(p)
+        grouped[p.video].append(p)
+    return grouped
+
+
+def _metrics_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, float | int]:
+    """recall, precision, f1, tp, fp, fn overall and per type (``me_*``, ``mae_*``)."""
+    metrics: dict[str, float | int] = {}
+    for prefix, (t, f, n) in [("", (tp.sum(), fp.sum(), fn.sum()))] + [
+        (f"{kind.lower()}_", (tp[c], fp[c], fn[c])) for c, kind in enumerate(EXPRESSION_TYPES)
+    ]:
+        recall, precision, f1 = prf(int(t), int(f), int(n))
+        metrics.update({f"{prefix}recall": recall, f"{prefix}precision": precision, f"{prefix}f1": f1})
+        metrics.update({f"{prefix}tp": int(t), f"{prefix}fp": int(f), f"{prefix}fn": int(n)})
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# the torchmetrics Metric and the full set of figures
+
+
+class MEGCMetric(Metric):
+    """TP, FP and FN per type (ME, MaE) as summed states; ``compute`` gives recall, precision and
+    F1 overall and per type (the keys of :func:`score` without the F1(0.5)/F1(1.0)/F1(p) figures,
+    which need every proposal rather than counts)."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, config: MatchConfig | None = None, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.config = config or MatchConfig()
+        for name in ("tp", "fp", "fn"):
+            self.add_state(name, default=torch.zeros(len(EXPRESSION_TYPES), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, proposals: Sequence[Proposal], ground_truth: Mapping[str, Sequence[Interval]]) -> None:  # type: ignore[override]
+        """Add the counts of every video in ``ground_truth`` (list videos without intervals too)."""
+        for video, video_proposals in _group_by_video(proposals, ground_truth).items():
+            arrays = _VideoArrays.build(video_proposals, ground_truth[video])
+            _, fp_credit, tp, fn = _video_counts(arrays, arrays.p_type, self.config)
+            self.tp += torch.as_tensor(tp, dtype=torch.long, device=self.tp.device)
+            self.fp += torch.as_tensor(fp_credit.sum(axis=0), dtype=torch.long, device=self.fp.device)
+            self.fn += torch.as_tensor(fn, dtype=torch.long, device=self.fn.device)
+
+    def compute(self) -> dict[str, float]:  # type: ignore[override]
+        """recall, precision, f1, tp, fp, fn and their ``me_*`` / ``mae_*`` versions, as floats."""
+        metrics = _metrics_from_counts(self.tp.cpu().numpy(), self.fp.cpu().numpy(), self.fn.cpu().numpy())
+        return {key: float(value) for key, value in metrics.items()}
+
+
+@dataclass
+class _Pass:
+    """One matching of every proposal (pooled over videos, in a fixed order)."""
+
+    scores: np.ndarray  # [N]
+    tp_credit: np.ndarray  # [N, 2]
+    fp_credit: np.ndarray  # [N, 2]
+    tp: np.ndarray  # [2] matched ground truths per type
+    fn: np.ndarray  # [2]
+
+
+def _match_all(videos: Sequence[_VideoArrays], types: Sequence[np.ndarray], config: MatchConfig) -> _Pass:
+    num_types = len(EXPRESSION_TYPES)
+    scores, tp_credits, fp_credits = [np.zeros(0)], [np.zeros((0, num_types), np.int64)], [np.zeros((0, num_types), np.int64)]
+    tp, fn = np.zeros(num_types, np.int64), np.zeros(num_types, np.int64)
+    for arrays, p_type in zip(videos, types):
+        tp_credit, fp_credit, video_tp, video_fn = _video_counts(arrays, p_type, config)
+        scores.append(arrays.p_score)
+        tp_credits.append(tp_credit)
+        fp_credits.append(fp_credit)
+        tp += video_tp
+        fn += video_fn
+    return _Pass(np.concatenate(scores), np.concatenate(tp_credits), np.concatenate(fp_credits), tp, fn)
+
+
+def score(
+    proposals: Sequence[Proposal],
+    ground_truth: Mapping[str, Sequence[Interval]],
+    fps: Mapping[str, float],
+    config: MatchConfig | None = None,
+) -> dict[str, float | int]:
+    """Every figure of the paper for the videos in ``ground_truth``, as one flat dict.
+
+    ``ground_truth`` maps every evaluated video to its intervals (an empty list for a video
+    without any), so that videos without proposals still add their FN; pooling folds is
+    concatenating their proposals and merging their ``ground_truth`` maps. ``fps`` gives the frame
+    rate of every video that has proposals (for the duration cuts).
+
+    Keys: ``recall, precision, f1, tp, fp, fn`` overall, the same with ``me_`` and ``mae_``
+    prefixes (proposals typed as given), ``f1_me_0.5`` and ``f1_me_1.0`` (ME F1 with proposals
+    re-typed by duration at 0.5 s / 1.0 s; ground-truth types as annotated), ``f1_me_p`` (ME F1,
+    0.5 s cut, in the score-threshold set with the best overall F1), and the extras ``f1_p`` (that
+    best overall F1), ``threshold_p`` (its lowest score; NaN without proposals), ``num_proposals_p``,
+    ``num_videos``, ``num_proposals``, ``num_ground_truth``.
+    """
+    config = config or MatchConfig()
+    grouped = _group_by_video(proposals, ground_truth)
+    for video, video_proposals in grouped.items():
+        if video_proposals and not (video in fps and float(fps[video]) > 0):
+            raise EvaluationError(f"no positive frame rate given for video {video!r}, which has proposals")
+    names = list(grouped)
+    videos = [_VideoArrays.build(grouped[name], ground_truth[name]) for name in names]
+    given = _match_all(videos, [v.p_type for v in videos], config)
+    metrics = _metrics_from_counts(given.tp, given.fp_credit.sum(axis=0), given.fn)
+
+    me = EXPRESSION_TYPES.index("ME")
+    num_me_gt = int(given.tp[me] + given.fn[me])
+    recut: dict[float, _Pass] = {}
+    for cut in sorted(set(ME_CUTS) | {F1_P_CUT}):
+        types = [duration_labels(v.p_onset, v.p_offset, float(fps[name]) if len(v.p_onset) else 1.0, cut) for name, v in zip(names, videos)]
+        same = all(np.array_equal(t, v.p_type) for t, v in zip(types, videos))
+        recut[cut] = given if same else _match_all(videos, types, config)
+        if cut in ME_CUTS:
+            metrics[f"f1_me_{cut}"] = prf(int(recut[cut].tp[me]), int(recut[cut].fp_credit[:, me].sum()), int(recut[cut].fn[me]))[2]
+
+    num_gt = int(given.tp.sum() + given.fn.sum())
+    sets = threshold_sets(given.scores, given.tp_credit, given.fp_credit)
+    best = best_set_index(sets, num_gt)
+    if best is None:
+        metrics.update({"f1_me_p": 0.0, "f1_p": 0.0, "threshold_p": float("nan"), "num_proposals_p": 0})
+    else:
+        me_sets = threshold_sets(recut[F1_P_CUT].scores, recut[F1_P_CUT].tp_credit, recut[F1_P_CUT].fp_credit)
+        me_tp, me_fp = int(me_sets.tp[best, me]), int(me_sets.fp[best, me])
+        best_tp = int(sets.tp[best].sum())
+        metrics["f1_me_p"] = prf(me_tp, me_fp, num_me_gt - me_tp)[2]
+        metrics["f1_p"] = float(f1_array(best_tp, int(sets.fp[best].sum()), num_gt - best_tp))
+        metrics["threshold_p"] = float(sets.thresholds[best])
+        metrics["num_proposals_p"] = int(sets.size[best])
+    metrics.update({"num_videos": len(names), "num_proposals": int(len(given.scores)), "num_ground_truth": num_gt})
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+def read_ground_truth(videos_csv: str | Path, annotations_csv: str | Path) -> tuple[dict[str, VideoInfo], dict[str, list[Interval]]]:
+    """Videos and intervals from the layout's ``videos.csv`` and ``annotations.csv`` (any names),
+    without needing feature files. Every video of ``videos_csv`` is evaluated, with or without
+    intervals. Raises :class:`~pwes.data.layout.LayoutError` naming the file and line."""
+    videos_csv, annotations_csv = Path(videos_csv), Path(annotations_csv)
+    videos: dict[str, VideoInfo] = {}
+    first_line: dict[str, int] = {}
+    for line, row in layout._read_csv(videos_csv, layout.VIDEO_COLUMNS):  # noqa: SLF001
+        where = f"{videos_csv}:{line}"
+        name, subject = row["video"], row["subject"]
+        if not name or not subject:
+            raise LayoutError(f"{where}: empty video id or subject")
+        if name in videos:
+            raise LayoutError(f"{where}: duplicate video id {name!r} (first on line {first_line[name]})")
+        num_frames = layout._int(row["num_frames"], "num_frames", where)  # noqa: SLF001
+        if num_frames <= 0:
+            raise LayoutError(f"{where}: num_frames must be positive, got {num_frames}")
+        try:
+            fps = float(row["fps"])
+        except ValueError:
+            raise LayoutError(f"{where}: fps {row['fps']!r} is not a number") from None
+        if not (math.isfinite(fps) and fps > 0):
+            raise LayoutError(f"{where}: fps must be a positive number, got {row['fps']!r}")
+        videos[name] = VideoInfo(name, subject, num_frames, fps, videos_csv.parent / "features" / f"{name}.npz")
+        first_line[name] = line
+    if not videos:
+        raise LayoutError(f"{videos_csv}: no videos listed")
+
+    intervals: dict[str, list[Interval]] = {name: [] for name in videos}
+    for line, row in layout._read_csv(annotations_csv, layout.ANNOTATION_COLUMNS):  # noqa: SLF001
+        where = f"{annotations_csv}:{line}"
+        name = row["video"]
+        if name not in videos:
+            raise LayoutError(f"{where}: video {name!r} is not listed in {videos_csv.name}")
+        info = videos[name]
+        if row["subject"] != info.subject:
+            raise LayoutError(f"{where}: subject {row['subject']!r} differs from {info.subject!r} in {videos_csv.name} for video {name!r}")
+        if row["type"] not in EXPRESSION_TYPES:
+            raise LayoutError(f"{where}: unknown type {row['type']!r}, expected one of {', '.join(EXPRESSION_TYPES)}")
+        onset = layout._int(row["onset"], "onset", where)  # noqa: SLF001
+        offset = layout._int(row["offset"], "offset", where)  # noqa: SLF001
+        apex = layout._int(row["apex"], "apex", where, allow_empty=True)  # noqa: SLF001
+        if onset > offset:
+            raise LayoutError(f"{where}: onset {onset} > offset {offset}")
+        if onset < 0 or offset >= info.num_frames:
+            raise LayoutError(f"{where}: interval [{onset}, {offset}] outside video {name!r} of {info.num_frames} frames (0..{info.num_frames - 1})")
+        apex = apex if apex is not None and onset <= apex <= offset else None
+        intervals[name].append(Interval(name, info.subject, onset, offset, row["type"], apex))
+    return videos, intervals
+
+
+def _whole_frame(value: str, what: str, where: str) -> int:
+    try:
+        number = float(value)
+    except ValueError:
+        raise EvaluationError(f"{where}: {what} {value!r} is not a number") from None
+    if not math.isfinite(number) or number != int(number):
+        raise EvaluationError(f"{where}: {what} {value!r} is not a whole frame number")
+    return int(number)
+
+
+def read_proposals_csv(
+    path: str | Path,
+    known_videos: Mapping[str, VideoInfo] | Collection[str],
+    me_max_seconds: float = 0.5,
+) -> list[Proposal]:
+    """Proposals from a CSV with columns ``video,onset,offset,score`` and optionally ``type``
+    (other columns, e.g. ``subject,fold``, are ignored); frames 0-based and inclusive.
+
+    ``known_videos``: the evaluated videos; when given as :class:`VideoInfo` records, offsets are
+    checked against the video length and rows without a type are typed by duration
+    (``me_max_seconds``). Raises :class:`EvaluationError` naming the file and line.
+    """
+    path = Path(path)
+    infos = known_videos if isinstance(known_videos, Mapping) else None
+    if not path.is_file():
+        raise EvaluationError(f"{path}: file not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise EvaluationError(f"{path}:1: empty file, expected a header with {','.join(PROPOSAL_COLUMNS[:4])}[,type]")
+            header = [h.strip() for h in header]
+            missing = [c for c in PROPOSAL_COLUMNS[:4] if c not in header]
+            if missing:
+                raise EvaluationError(f"{path}:1: missing column(s) {','.join(missing)}; expected {','.join(PROPOSAL_COLUMNS[:4])}[,type]")
+            duplicated = sorted({h for h in header if header.count(h) > 1})
+            if duplicated:
+                raise EvaluationError(f"{path}:1: duplicate column(s) {','.join(duplicated)}")
+            column = {name: header.index(name) for name in header}
+            proposals = []
+            for line, values in enumerate(reader, start=2):
+                if not values or all(not v.strip() for v in values):
+                    continue
+                where = f"{path}:{line}"
+                if len(values) != len(header):
+                    raise EvaluationError(f"{where}: {len(values)} fields, expected {len(header)}")
+                proposals.append(_parse_proposal({h: values[i].strip() for h, i in column.items()}, where, known_videos, infos, me_max_seconds))
+    except UnicodeDecodeError as err:
+        raise EvaluationError(f"{path}: not a UTF-8 text file ({err.reason})") from None
+    return proposals
+
+
+def _parse_proposal(
+    row: Mapping[str, str],
+    where: str,
+    known_videos: Collection[str],
+    infos: Mapping[str, VideoInfo] | None,
+    me_max_seconds: float,
+) -> Proposal:
+    video = row["video"]
+    if video not in known_videos:
+        raise EvaluationError(f"{where}: unknown video {video!r} (not among the {len(known_videos)} evaluated videos)")
+    onset = _whole_frame(row["onset"], "onset", where)
+    offset = _whole_frame(row["offset"], "offset", where)
+    if onset < 0:
+        raise EvaluationError(f"{where}: onset {onset} is negative (frames are 0-based)")
+    if onset > offset:
+        raise EvaluationError(f"{where}: onset {onset} > offset {offset}")
+    if infos is not None and offset >= infos[video].num_frames:
+        raise EvaluationError(f"{where}: offset {offset} beyond video {video!r} of {infos[video].num_frames} frames (0..{infos[video].num_frames - 1})")
+    try:
+        value = float(row["score"])
+    except ValueError:
+        raise EvaluationError(f"{where}: score {row['score']!r} is not a number") from None
+    if not math.isfinite(value):
+        raise EvaluationError(f"{where}: score {row['score']!r} is not a finite number")
+    kind = row.get("type", "")
+    if kind == "":
+        if infos is None:
+            raise EvaluationError(f"{where}: no type given and no frame rate known to type it by duration")
+        kind = expression_type(onset, offset, infos[video].fps, me_max_seconds)
+    elif kind not in EXPRESSION_TYPES:
+        raise EvaluationError(f"{where}: unknown type {kind!r}, expected one of {', '.join(EXPRESSION_TYPES)}")
+    return Proposal(video, onset, offset, value, kind)
+
+
+def write_proposals_csv(
+    path: str | Path,
+    proposals: Iterable[Proposal],
+    extra_columns: Mapping[str, Mapping[str, str]] | None = None,
+) -> Path:
+    """Write proposals atomically as ``video,<extra columns>,onset,offset,score,type``.
+
+    ``extra_columns`` maps each video to its extra values, e.g. ``{"v1": {"subject": "s15",
+    "fold": "s15"}}`` gives ``video,subject,fold,onset,offset,score,type`` (columns in order of
+    first appearance). Without it the columns are ``video,onset,offset,score,type``. Scores are
+    written exactly (``repr``).
+    """
+    path = Path(path)
+    extra_columns = extra_columns or {}
+    names = list(dict.fromkeys(column for values in extra_columns.values() for column in values))
+    rows = []
+    for p in proposals:
+        values = extra_columns.get(p.video, {}) if names else {}
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise EvaluationError(f"{path}: no value of extra column(s) {','.join(missing)} for video {p.video!r}")
+        rows.append([p.video, *(str(values[name]) for name in names), p.onset, p.offset, repr(float(p.score)), p.type])
+    io.write_csv(path, ["video", *names, *PROPOSAL_COLUMNS[1:]], rows)
+    return path
