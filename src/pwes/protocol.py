@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from pwes import io, tracking
@@ -66,7 +66,7 @@ def resolve_feature_set(cfg: DictConfig) -> FeatureSet:
         from pwes.data.synthetic import ensure_synthetic
 
         syn = ds.synthetic
-        overrides = OmegaConf.to_container(syn.get("overrides") or {}, resolve=True)
+        overrides = OmegaConf.to_container(syn.overrides, resolve=True) if syn.get("overrides") is not None else {}
         root = ensure_synthetic(Path(cfg.paths.cache_dir) / "synthetic", syn.preset, int(syn.get("seed", 0)), **overrides)
     else:
         root = OmegaConf.select(cfg, "dataset.root", throw_on_missing=False)
@@ -189,7 +189,7 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     model = build_model(cfg, feature_set)
     train_subjects = sorted({feature_set.videos[v].subject for v in datamodule.train_set.videos})
     name = f"{group}/fold-{subject}" if subject is not None else f"{group}/all-subjects"
-    logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), name, group)
+    logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), fold_dir, name, group)
     tracking.log_config(logger, to_container(cfg))
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
     metadata = model_metadata(cfg, feature_set, train_subjects)
@@ -241,8 +241,7 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
 def run_protocol(cfg: DictConfig, run_dir: Path) -> dict[str, float] | None:
     """Run the configured folds in ``run_dir`` and return the pooled figures (None for fold=none)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with OmegaConf.read_write(cfg):
-        OmegaConf.set_struct(cfg, False)
+    with open_dict(cfg):
         cfg.run_dir = str(run_dir)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: ~3x faster on Ampere and later (NOTES)

@@ -18,8 +18,9 @@ def is_wandb(logger_cfg: DictConfig | None) -> bool:
     return target.endswith("WandbLogger")
 
 
-def make_logger(logger_cfg: DictConfig | None, run_dir: Path, name: str, group: str, job_type: str = "fold") -> Logger | None:
-    """Instantiate the configured logger for one fold (``None`` for ``logger=none``)."""
+def make_logger(logger_cfg: DictConfig | None, run_dir: Path, fold_dir: Path, name: str, group: str, job_type: str = "fold") -> Logger | None:
+    """Instantiate the configured logger for one fold (``None`` for ``logger=none``): W&B keeps
+    its runs in ``run_dir/wandb``, file loggers write into ``fold_dir/logs``."""
     if logger_cfg is None or not logger_cfg.get("_target_"):
         return None
     cfg = OmegaConf.to_container(logger_cfg, resolve=True)
@@ -31,7 +32,7 @@ def make_logger(logger_cfg: DictConfig | None, run_dir: Path, name: str, group: 
         (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
         cfg.update(name=name, group=group, job_type=job_type, save_dir=str(run_dir))
     else:
-        cfg.update(save_dir=str(run_dir / "logs"), name=name.replace("/", "_"), version="")
+        cfg.update(save_dir=str(fold_dir / "logs"), name="", version="")
     return hydra.utils.instantiate(cfg)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -21,11 +22,21 @@ register_resolvers()
 log = logging.getLogger("pwes")
 
 
+def quiet_libraries() -> None:
+    """Keep the console to pwes's own progress lines and Lightning's bar: Lightning's INFO
+    chatter (device summary, tips) and one known deprecation warning are dropped."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the pooled F1 (for sweepers that optimise it)."""
     from pwes.protocol import metrics_json_line, run_protocol
 
+    quiet_libraries()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = run_protocol(cfg, run_dir)

@@ -139,9 +139,6 @@ class PWESDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate, num_workers=self.num_workers)
 
-    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
-        return batch.to(device)
-
 
 def dataset_megabytes(feature_set: FeatureSet) -> float:
     """Size of the feature arrays in MB (float32), from the validated shapes."""

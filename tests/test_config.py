@@ -1,0 +1,73 @@
+"""The Hydra configs compose for every dataset, experiment and ablation, and mirror the code's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from pwes.config import CONFIG_DIR, register_resolvers, run_name_from_overrides
+from pwes.evaluation.megc import MatchConfig
+from pwes.inference.proposals import ProposalConfig
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR.parent / "experiments").glob("*.yaml"))
+
+
+def compose_train(overrides: list[str] | None = None):
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides or [], return_hydra_config=True)
+
+
+def test_default_is_full_pwes_on_the_synthetic_default() -> None:
+    cfg = compose_train()
+    assert cfg.dataset.name == "synthetic_small"
+    assert cfg.fold == "all"
+    assert cfg.model.supervision == "point" and cfg.model.pseudo == "mplg" and cfg.model.dfcl.enabled
+    assert cfg.model.mplg.threshold == 0.8 and cfg.model.mplg.top_ratio == 0.3
+    assert cfg.logger._target_.endswith("WandbLogger") and cfg.logger.offline is True
+    ProposalConfig(**OmegaConf.to_container(cfg.proposals))
+    MatchConfig(**OmegaConf.to_container(cfg.evaluation))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "lr", "pretrain", "snippet", "background"),
+    [("casme2", 0.0005, 80, 8, 10), ("samm", 0.0008, 50, 32, 8), ("casme3", 0.0005, 80, 8, 10)],
+)
+def test_paper_settings_per_dataset(dataset: str, lr: float, pretrain: int, snippet: int, background: int) -> None:
+    cfg = compose_train([f"dataset={dataset}", "dataset.root=/data/x"])
+    assert cfg.dataset.lr == lr and cfg.model.optimizer.lr == lr
+    assert cfg.dataset.pretrain_steps == pretrain
+    assert cfg.dataset.snippet_length == snippet == cfg.dataset.stride
+    assert cfg.dataset.regions.background == background
+    assert cfg.trainer.max_steps == 1000 and cfg.data.batch_size == 8
+
+
+def test_ablation_rows() -> None:
+    assert compose_train(["ablation=baseline"]).model.supervision == "video"
+    pplm = compose_train(["ablation=pplm"]).model
+    assert pplm.pseudo == "pplm" and not pplm.dfcl.enabled
+    mplg = compose_train(["ablation=mplg"]).model
+    assert mplg.pseudo == "mplg" and not mplg.dfcl.enabled
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiments_compose_and_sweep_something(experiment: str) -> None:
+    cfg = compose_train([f"experiment={experiment}", "dataset=casme2", "dataset.root=/data/x"])
+    params = cfg.hydra.sweeper.params
+    assert params, f"{experiment} sweeps nothing"
+    assert cfg.sweep_name == f"{experiment}_casme2"
+    assert any("," in str(v) for v in params.values())
+
+
+def test_every_table_has_an_experiment() -> None:
+    assert {f"table{i}" for i in range(1, 9)} <= set(EXPERIMENTS)
+
+
+def test_run_name_from_overrides() -> None:
+    assert run_name_from_overrides("") == "default"
+    assert run_name_from_overrides("dataset.root=/data/samm,fold=all") == "dataset.root=_data_samm,fold=all"
