@@ -1,0 +1,299 @@
+"""The PWES network (paper section 3.2): per stream an embedding with cross-modal saliency
+compensation and a class-agnostic attention head, a fusion convolution giving the features F, a
+classifier giving sigmoid TCAMs over (ME, MaE, background), and the two temporal top-k pooling
+branches (plain, and suppressed by the attention).
+
+Every temporal operation respects the padding mask: features are zeroed on padded snippets before
+each convolution (so a real snippet next to padding sees exactly the zero padding it would see in an
+unpadded video), means run over real snippets only and top-k pooling takes k from the real length.
+
+The module also holds the small helpers the rest of ``pwes.model`` shares: masked temporal means,
+masked top-k pooling, and :func:`parse_settings`, which turns a config mapping into a settings
+dataclass with one-line errors naming the bad setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from pwes.config import ConfigError
+from pwes.data.batch import NUM_CLASSES
+
+BACKGROUND = NUM_CLASSES  # index of the background column in the C+1-class outputs
+NUM_OUTPUTS = NUM_CLASSES + 1
+
+SettingsT = TypeVar("SettingsT")
+
+
+def parse_settings(cls: type[SettingsT], values: Mapping[str, Any] | None, where: str) -> SettingsT:
+    """Build the settings dataclass ``cls`` from ``values`` (a dict or DictConfig).
+
+    Unknown keys and values the dataclass rejects become a :class:`ConfigError` naming
+    ``where.<key>``, so a typo in a YAML file fails with one clear line.
+    """
+    if values is None:
+        return cls()
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(str(k) for k in values if k not in defaults)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(defaults))})")
+    kwargs = {str(key): _coerce(value, defaults[str(key)], f"{where}.{key}") for key, value in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{where}.{err}") from None
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """``value`` checked against the type of the setting's ``default`` (ints accepted as floats,
+    sequences as tuples)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if isinstance(default, int) and not float(value).is_integer():
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return type(default)(value)
+    if isinstance(default, tuple):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def require(condition: bool, setting: str, message: str) -> None:
+    """Raise ``ConfigError("<setting>: <message>")`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(f"{setting}: {message}")
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Temporal mean over real snippets: [B, T, ...] and [B, T] bool -> [B, ...]."""
+    weights = mask.to(values.dtype).reshape(*mask.shape, *([1] * (values.dim() - 2)))
+    total = (values * weights).sum(dim=1)
+    count = weights.sum(dim=1).clamp(min=1.0)
+    return total / count
+
+
+def topk_counts(lengths: Tensor, divisors: tuple[int, ...]) -> Tensor:
+    """k of the top-k pooling per video and class: ``max(1, length // divisor)``, [B, len(divisors)]."""
+    div = torch.tensor(divisors, device=lengths.device, dtype=torch.long)
+    return torch.div(lengths[:, None], div[None], rounding_mode="floor").clamp(min=1)
+
+
+def masked_topk_mean(values: Tensor, mask: Tensor, k: Tensor) -> Tensor:
+    """Mean of the k largest values over real snippets, per video and class.
+
+    ``values`` [B, T, C], ``mask`` [B, T] bool, ``k`` [B, C] long (each at most the video's length)
+    -> [B, C]. Padded snippets are never among the top k.
+    """
+    filled = values.masked_fill(~mask[..., None], float("-inf"))
+    ordered, _ = filled.sort(dim=1, descending=True, stable=True)
+    rank = torch.arange(values.shape[1], device=values.device)[None, :, None]
+    take = rank < k[:, None, :]
+    picked = torch.where(take, ordered, torch.zeros_like(ordered))
+    return picked.sum(dim=1) / k.to(values.dtype)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture settings (``model.network``); see conf/model/pwes.yaml for the chosen values."""
+
+    stream_dim: int = 512  # width of each stream's embedding (the paper's streams keep 1024)
+    fused_dim: int = 1024  # width of the fused features F (the paper's 2048)
+    attention_dim: int = 256  # hidden width of each attention head
+    kernel_size: int = 3  # temporal kernel of the embedding, compensation and attention convs
+    fusion_kernel_size: int = 1  # temporal kernel of the fusion convolution
+    dropout: float = 0.5
+    negative_slope: float = 0.2  # LeakyReLU slope
+    cross_modal: bool = True  # saliency compensation of each stream by the other one
+    topk_divisors: tuple[int, ...] = (16, 8, 8)  # k = T // divisor for (ME, MaE, background)
+
+    def __post_init__(self) -> None:
+        for name in ("stream_dim", "fused_dim", "attention_dim"):
+            require(int(getattr(self, name)) >= 1, name, f"must be a positive width, got {getattr(self, name)}")
+        for name in ("kernel_size", "fusion_kernel_size"):
+            value = int(getattr(self, name))
+            require(value >= 1 and value % 2 == 1, name, f"must be an odd positive kernel size, got {value}")
+        require(0.0 <= float(self.dropout) < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        require(
+            len(self.topk_divisors) == NUM_OUTPUTS and all(int(d) >= 1 for d in self.topk_divisors),
+            "topk_divisors",
+            f"needs {NUM_OUTPUTS} positive divisors (ME, MaE, background), got {list(self.topk_divisors)}",
+        )
+        object.__setattr__(self, "topk_divisors", tuple(int(d) for d in self.topk_divisors))
+
+
+@dataclass
+class NetworkOutput:
+    """What the network gives for a padded batch. Padded positions hold zeros."""
+
+    attention_rgb: Tensor  # [B, T] class-agnostic attention of the RGB stream, in (0, 1)
+    attention_flow: Tensor  # [B, T] same for the flow stream
+    attention: Tensor  # [B, T] their mean: the foreground probability
+    features: Tensor  # [B, T, E] fused features F
+    tcam: Tensor  # [B, T, 3] sigmoid TCAM over (ME, MaE, background)
+    tcam_suppressed: Tensor  # [B, T, 3] TCAM multiplied by the attention (branch 2)
+    video_scores: Tensor  # [B, 3] branch 1: class-wise top-k mean of the TCAM
+    video_scores_suppressed: Tensor  # [B, 3] branch 2: top-k mean of the suppressed TCAM
+    mask: Tensor  # [B, T] bool, True on real snippets
+
+
+class _MaskedConv(nn.Module):
+    """Temporal convolution (channels-first) that zeroes padded snippets of its input first."""
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # x [B, D, T], mask [B, T]
+        return self.conv(x * mask[:, None, :].to(x.dtype))
+
+
+class SaliencyCompensation(nn.Module):
+    """One stream's embedding, in the spirit of MC-WES's saliency compensation module.
+
+    A temporal convolution embeds the stream; then a channel gate computed from the stream's
+    global (masked mean) context times the other stream's local (convolved) context re-weights it,
+    so each modality's salient channels are compensated by the other (as CO2-Net's consensus
+    module, which MC-WES builds on). With ``cross_modal=False`` only the embedding is kept.
+    """
+
+    def __init__(self, in_dim: int, config: NetworkConfig) -> None:
+        super().__init__()
+        width, k = config.stream_dim, config.kernel_size
+        self.embed = _MaskedConv(in_dim, width, k)
+        self.cross_modal = config.cross_modal
+        if self.cross_modal:
+            self.global_context = nn.Linear(width, width)
+            self.local_context = _MaskedConv(width, width, k)
+        self.act = nn.LeakyReLU(config.negative_slope)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def embed_stream(self, x: Tensor, mask: Tensor) -> Tensor:
+        """[B, D, T] snippet features -> [B, H, T] embedding (zero on padded snippets)."""
+        return self.dropout(self.act(self.embed(x, mask))) * mask[:, None, :].to(x.dtype)
+
+    def compensate(self, own: Tensor, other: Tensor, mask: Tensor) -> Tensor:
+        """Gate this stream's embedding ``own`` with the other stream's embedding ``other``."""
+        if not self.cross_modal:
+            return own
+        context = masked_mean(own.transpose(1, 2), mask)  # [B, H]
+        global_gate = self.act(self.global_context(context))[:, :, None]  # [B, H, 1]
+        local_gate = self.act(self.local_context(other, mask))  # [B, H, T]
+        return torch.sigmoid(global_gate * local_gate) * own
+
+
+class AttentionHead(nn.Module):
+    """Class-agnostic attention of one stream: two temporal convolutions and a 1x1 to a sigmoid."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        width, hidden, k = config.stream_dim, config.attention_dim, config.kernel_size
+        self.conv1 = _MaskedConv(width, hidden, k)
+        self.conv2 = _MaskedConv(hidden, hidden, k)
+        self.out = nn.Conv1d(hidden, 1, 1)
+        self.act = nn.LeakyReLU(config.negative_slope)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # [B, H, T] -> [B, T]
+        h = self.dropout(self.act(self.conv1(x, mask)))
+        h = self.act(self.conv2(h, mask))
+        return torch.sigmoid(self.out(h)).squeeze(1) * mask.to(x.dtype)
+
+
+class PWESNetwork(nn.Module):
+    """Two-stream embedding, attention, fusion, TCAM and the two pooling branches (paper 3.2)."""
+
+    def __init__(self, rgb_dim: int, flow_dim: int, config: NetworkConfig | None = None) -> None:
+        super().__init__()
+        require(int(rgb_dim) >= 1, "rgb_dim", f"must be a positive feature width, got {rgb_dim}")
+        require(int(flow_dim) >= 1, "flow_dim", f"must be a positive feature width, got {flow_dim}")
+        self.config = config or NetworkConfig()
+        cfg = self.config
+        self.rgb_dim, self.flow_dim = int(rgb_dim), int(flow_dim)
+        self.rgb_stream = SaliencyCompensation(self.rgb_dim, cfg)
+        self.flow_stream = SaliencyCompensation(self.flow_dim, cfg)
+        self.rgb_attention = AttentionHead(cfg)
+        self.flow_attention = AttentionHead(cfg)
+        self.fusion = _MaskedConv(2 * cfg.stream_dim, cfg.fused_dim, cfg.fusion_kernel_size)
+        self.fusion_act = nn.LeakyReLU(cfg.negative_slope)
+        self.fusion_dropout = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Conv1d(cfg.fused_dim, NUM_OUTPUTS, 1)
+
+    @property
+    def feature_dim(self) -> int:
+        """Width E of the fused features F."""
+        return self.config.fused_dim
+
+    def _check_inputs(self, rgb: Tensor, flow: Tensor, mask: Tensor) -> None:
+        if rgb.dim() != 3 or flow.dim() != 3 or mask.dim() != 2:
+            raise ValueError(
+                f"network input: expected rgb [B,T,D], flow [B,T,D], mask [B,T]; got "
+                f"{tuple(rgb.shape)}, {tuple(flow.shape)}, {tuple(mask.shape)}"
+            )
+        if rgb.shape[:2] != mask.shape or flow.shape[:2] != mask.shape:
+            raise ValueError(
+                f"network input: rgb {tuple(rgb.shape)}, flow {tuple(flow.shape)} and mask "
+                f"{tuple(mask.shape)} disagree on [B, T]"
+            )
+        if rgb.shape[2] != self.rgb_dim or flow.shape[2] != self.flow_dim:
+            raise ValueError(
+                f"network input: feature widths rgb={rgb.shape[2]}, flow={flow.shape[2]} but the model "
+                f"was built for rgb={self.rgb_dim}, flow={self.flow_dim}"
+            )
+
+    def forward(self, rgb: Tensor, flow: Tensor, mask: Tensor) -> NetworkOutput:
+        """Run the network on a padded batch; see :class:`NetworkOutput`."""
+        self._check_inputs(rgb, flow, mask)
+        mask = mask.bool()
+        lengths = mask.sum(dim=1)
+        if bool((lengths == 0).any()):
+            raise ValueError("network input: a video in the batch has no real snippets (mask all False)")
+        fmask = mask[:, None, :].to(rgb.dtype)
+
+        rgb_emb = self.rgb_stream.embed_stream(rgb.transpose(1, 2), mask)
+        flow_emb = self.flow_stream.embed_stream(flow.transpose(1, 2), mask)
+        rgb_feat = self.rgb_stream.compensate(rgb_emb, flow_emb, mask)
+        flow_feat = self.flow_stream.compensate(flow_emb, rgb_emb, mask)
+
+        attention_rgb = self.rgb_attention(rgb_feat, mask)
+        attention_flow = self.flow_attention(flow_feat, mask)
+        attention = 0.5 * (attention_rgb + attention_flow)
+
+        fused = self.fusion(torch.cat([rgb_feat, flow_feat], dim=1), mask)
+        fused = self.fusion_dropout(self.fusion_act(fused)) * fmask  # [B, E, T]
+        tcam = torch.sigmoid(self.classifier(fused)) * fmask  # [B, 3, T]
+
+        features = fused.transpose(1, 2)
+        tcam = tcam.transpose(1, 2)
+        tcam_suppressed = tcam * attention[..., None]
+        k = topk_counts(lengths, self.config.topk_divisors)
+        return NetworkOutput(
+            attention_rgb=attention_rgb,
+            attention_flow=attention_flow,
+            attention=attention,
+            features=features,
+            tcam=tcam,
+            tcam_suppressed=tcam_suppressed,
+            video_scores=masked_topk_mean(tcam, mask, k),
+            video_scores_suppressed=masked_topk_mean(tcam_suppressed, mask, k),
+            mask=mask,
+        )
