@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from pwes.config import CONFIG_DIR, register_resolvers
@@ -40,17 +41,25 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = run_protocol(cfg, run_dir)
+    except InstantiationException as err:  # Hydra wraps a component's one-line settings error
+        err = err.__cause__ if isinstance(err.__cause__, ValueError) else err
+        return fail(err)
     except ValueError as err:  # bad input or settings: one line, no traceback
-        log.error("%s", err)
-        print(f"error: {err}", file=sys.stderr)
-        if HydraConfig.get().mode.name == "MULTIRUN":
-            raise
-        sys.exit(2)
+        return fail(err)
     if metrics is None:
         return None
     if cfg.get("print_metrics", True):
         print(metrics_json_line(metrics))
     return float(metrics["f1"])
+
+
+def fail(err: Exception) -> None:
+    """Report a bad setting or input in one line; exit 2 (in a multirun, fail just this job)."""
+    log.error("%s", err)
+    print(f"error: {err}", file=sys.stderr)
+    if HydraConfig.get().mode.name == "MULTIRUN":
+        raise err
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+"""End-to-end runs of `python -m pwes.train` on the tiny synthetic preset: outputs, resume after a
+killed process, a two-value multirun with its report, W&B offline, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+QUICK = ["dataset=synthetic_tiny", "trainer.max_steps=12", "dataset.pretrain_steps=6", "trainer.enable_progress_bar=false"]
+
+
+def run_train(home: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PWES_HOME": str(home), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    flags = [o for o in overrides if o.startswith("-")]  # Hydra wants its flags before the overrides
+    overrides = tuple(o for o in overrides if not o.startswith("-"))
+    proc = subprocess.run([sys.executable, "-m", "pwes.train", *flags, *QUICK, *overrides], cwd=home, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def last_json_line(stdout: str) -> dict:
+    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    home = tmp_path_factory.mktemp("home")
+    proc = run_train(home, "logger=csv", "run_name=ref")
+    return home / "outputs" / "runs" / "synthetic_tiny" / "ref", last_json_line(proc.stdout)
+
+
+def test_run_folder_holds_config_checkpoints_metrics_and_proposals(full_run: tuple[Path, dict]) -> None:
+    run_dir, printed = full_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics == printed
+    for key in ("recall", "precision", "f1", "tp", "fp", "fn", "me_f1", "f1_me_0.5", "f1_me_1.0", "f1_me_p"):
+        assert key in metrics
+    assert metrics["num_folds"] == 3 and metrics["num_videos"] == 6
+    assert "max_steps: 12" in (run_dir / "config.yaml").read_text()
+    fold_tp = 0
+    for subject in ("s01", "s02", "s03"):
+        fold = run_dir / f"fold-{subject}"
+        assert (fold / "checkpoints" / "last.ckpt").stat().st_size > 0
+        fold_metrics = json.loads((fold / "metrics.json").read_text())
+        fold_tp += fold_metrics["tp"]
+        rows = list(csv.DictReader(open(fold / "proposals.csv")))
+        assert all(r["subject"] == subject == r["fold"] for r in rows)
+        assert (fold / "logs" / "metrics.csv").exists()  # logger=csv
+    assert fold_tp == metrics["tp"]  # pooled counts are the sums of the folds' counts
+    pooled = list(csv.DictReader(open(run_dir / "proposals.csv")))
+    assert list(pooled[0]) == ["video", "subject", "fold", "onset", "offset", "score", "type"]
+    assert len(pooled) == metrics["num_proposals"]
+
+
+def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict], tmp_path: Path) -> None:
+    _, reference = full_run
+    env = {**os.environ, "PWES_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "pwes.train", *QUICK, "logger=csv", "run_name=ref"]
+    run_dir = tmp_path / "outputs" / "runs" / "synthetic_tiny" / "ref"
+    first_fold = run_dir / "fold-s01" / "metrics.json"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not first_fold.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first_fold.exists() and not (run_dir / "metrics.json").exists()
+    kept = first_fold.stat().st_mtime_ns
+    proc = run_train(tmp_path, "logger=csv", "run_name=ref")
+    assert first_fold.stat().st_mtime_ns == kept  # the finished fold was not retrained
+    assert "fold s01: finished earlier, kept" in proc.stderr + proc.stdout
+    assert last_json_line(proc.stdout) == reference
+
+
+def test_resume_refuses_a_different_config(full_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run_train(tmp_path, "logger=none", "run_name=x", "fold=s01")
+    proc = run_train(tmp_path, "logger=none", "run_name=x", "fold=s01", "model.mplg.threshold=0.5", check=False)
+    assert proc.returncode == 2
+    assert "different config" in proc.stderr and "model" in proc.stderr
+
+
+def test_multirun_and_report(tmp_path: Path) -> None:
+    run_train(tmp_path, "-m", "logger=none", "fold=s01", "model.mplg.threshold=0.6,0.8", "sweep_name=theta")
+    sweep = tmp_path / "outputs" / "multiruns" / "theta"
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").exists())
+    assert len(jobs) == 2
+    proc = subprocess.run([sys.executable, "-m", "pwes.report", str(sweep)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("| model.mplg.threshold | F1(0.5) | F1(1.0) | F1(p) | REC | PRE | F1 |")
+    assert lines[2].startswith("| 0.6 |") and lines[3].startswith("| 0.8 |")
+    assert (sweep / "report.csv").exists() and (sweep / "report.png").stat().st_size > 0
+    assert (sweep / "report.md").read_text() == proc.stdout
+
+
+def test_fold_sweep_is_pooled(tmp_path: Path) -> None:
+    run_train(tmp_path, "-m", "logger=none", "fold=s01,s02", "sweep_name=folds")
+    pooled = json.loads((tmp_path / "outputs" / "multiruns" / "folds" / "pooled" / "metrics.json").read_text())
+    assert pooled["num_folds"] == 2 and pooled["num_videos"] == 4
+
+
+def test_wandb_offline_writes_inside_the_run_folder(tmp_path: Path) -> None:
+    env_proxy = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}  # any network use would fail
+    os.environ.update(env_proxy)
+    try:
+        run_train(tmp_path, "logger=wandb", "fold=s01", "run_name=wb")
+    finally:
+        for key in env_proxy:
+            os.environ.pop(key, None)
+    run_dir = tmp_path / "outputs" / "runs" / "synthetic_tiny" / "wb"
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    assert not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["fold=s09"], "fold='s09' is not a subject"),
+        (["dataset=casme2"], "dataset.root is not set"),
+        (["dataset=casme2", "dataset.root=/nonexistent/set"], "/nonexistent/set: feature-set folder not found"),
+    ],
+)
+def test_bad_settings_give_one_line(tmp_path: Path, overrides: list[str], message: str) -> None:
+    proc = run_train(tmp_path, "logger=none", *overrides, check=False)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
