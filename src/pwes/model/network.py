@@ -112,6 +112,23 @@ def masked_topk_mean(values: Tensor, mask: Tensor, k: Tensor) -> Tensor:
     return picked.sum(dim=1) / k.to(values.dtype)
 
 
+INPUT_NORMS = ("none", "center", "standardize")
+
+
+def normalize_per_video(x: Tensor, mask: Tensor, mode: str, eps: float = 1e-4) -> Tensor:
+    """Per-video, per-channel normalisation over real snippets: ``center`` subtracts the temporal
+    mean (the static face, which dominates I3D features), ``standardize`` also divides by the
+    temporal std so the faint expression deviations reach unit scale. ``x`` [B, T, D]."""
+    if mode == "none":
+        return x
+    mean = masked_mean(x, mask)[:, None, :]
+    out = (x - mean) * mask[..., None].to(x.dtype)
+    if mode == "standardize":
+        std = masked_mean(out.pow(2), mask).clamp(min=eps * eps).sqrt()[:, None, :]
+        out = out / std
+    return out
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """Architecture settings (``model.network``); see conf/model/pwes.yaml for the chosen values."""
@@ -125,8 +142,10 @@ class NetworkConfig:
     negative_slope: float = 0.2  # LeakyReLU slope
     cross_modal: bool = True  # saliency compensation of each stream by the other one
     topk_divisors: tuple[int, ...] = (16, 8, 8)  # k = T // divisor for (ME, MaE, background)
+    input_norm: str = "standardize"  # none | center | standardize: per-video normalisation of each stream
 
     def __post_init__(self) -> None:
+        require(self.input_norm in INPUT_NORMS, "input_norm", f"must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         for name in ("stream_dim", "fused_dim", "attention_dim"):
             require(int(getattr(self, name)) >= 1, name, f"must be a positive width, got {getattr(self, name)}")
         for name in ("kernel_size", "fusion_kernel_size"):
@@ -268,6 +287,8 @@ class PWESNetwork(nn.Module):
         if bool((lengths == 0).any()):
             raise ValueError("network input: a video in the batch has no real snippets (mask all False)")
         fmask = mask[:, None, :].to(rgb.dtype)
+        rgb = normalize_per_video(rgb, mask, self.config.input_norm)
+        flow = normalize_per_video(flow, mask, self.config.input_norm)
 
         rgb_emb = self.rgb_stream.embed_stream(rgb.transpose(1, 2), mask)
         flow_emb = self.flow_stream.embed_stream(flow.transpose(1, 2), mask)
