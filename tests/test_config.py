@@ -71,3 +71,9 @@ def test_every_table_has_an_experiment() -> None:
 def test_run_name_from_overrides() -> None:
     assert run_name_from_overrides("") == "default"
     assert run_name_from_overrides("dataset.root=/data/samm,fold=all") == "dataset.root=_data_samm,fold=all"
+
+
+@pytest.mark.parametrize(("launcher", "target"), [("local", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
+def test_launchers_compose(launcher: str, target: str) -> None:
+    cfg = compose_train([f"hydra/launcher={launcher}"])
+    assert cfg.hydra.launcher._target_.endswith(target)
