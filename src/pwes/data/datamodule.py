@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from pwes.data.batch import NUM_CLASSES, Batch, VideoItem, collate
+from pwes.data.batch import NUM_CLASSES, VideoItem, collate
 from pwes.data.layout import FeatureSet, load_features
 from pwes.data.points import sample_points, snippet_points, video_label
 

@@ -141,8 +141,8 @@ def _int(value: str, what: str, where: str, allow_empty: bool = False) -> int | 
     return int(number)
 
 
-def _read_videos(root: Path) -> dict[str, tuple[int, str, int, float]]:
-    path = root / "videos.csv"
+def _read_videos(path: Path) -> dict[str, tuple[int, str, int, float]]:
+    """videos.csv rows by video id: (line, subject, num_frames, fps)."""
     videos: dict[str, tuple[int, str, int, float]] = {}
     for line, row in _read_csv(path, VIDEO_COLUMNS):
         where = f"{path}:{line}"
@@ -168,17 +168,17 @@ def _read_videos(root: Path) -> dict[str, tuple[int, str, int, float]]:
     return videos
 
 
-def _read_intervals(root: Path, videos: Mapping[str, tuple[int, str, int, float]]) -> dict[str, list[Interval]]:
-    path = root / "annotations.csv"
+def _read_intervals(path: Path, videos: Mapping[str, tuple[int, str, int, float]], videos_name: str = "videos.csv") -> dict[str, list[Interval]]:
+    """annotations.csv rows grouped by video (every video present, possibly with no intervals)."""
     intervals: dict[str, list[Interval]] = {name: [] for name in videos}
     for line, row in _read_csv(path, ANNOTATION_COLUMNS):
         where = f"{path}:{line}"
         name = row["video"]
         if name not in videos:
-            raise LayoutError(f"{where}: video {name!r} is not listed in videos.csv")
+            raise LayoutError(f"{where}: video {name!r} is not listed in {videos_name}")
         _, subject, num_frames, _ = videos[name]
         if row["subject"] != subject:
-            raise LayoutError(f"{where}: subject {row['subject']!r} differs from {subject!r} in videos.csv for video {name!r}")
+            raise LayoutError(f"{where}: subject {row['subject']!r} differs from {subject!r} in {videos_name} for video {name!r}")
         kind = row["type"]
         if kind not in EXPRESSION_TYPES:
             raise LayoutError(f"{where}: unknown type {kind!r}, expected one of {', '.join(EXPRESSION_TYPES)}")
@@ -195,6 +195,17 @@ def _read_intervals(root: Path, videos: Mapping[str, tuple[int, str, int, float]
             raise LayoutError(f"{where}: apex {apex} outside its interval [{onset}, {offset}]")
         intervals[name].append(Interval(name, subject, onset, offset, kind, apex))
     return intervals
+
+
+def read_tables(videos_csv: str | Path, annotations_csv: str | Path) -> tuple[dict[str, VideoInfo], dict[str, list[Interval]]]:
+    """Videos and their intervals from a ``videos.csv`` and an ``annotations.csv`` (any names),
+    validated, without touching feature files (``feature_path`` points where the layout puts them)."""
+    videos_csv, annotations_csv = Path(videos_csv), Path(annotations_csv)
+    raw = _read_videos(videos_csv)
+    intervals = _read_intervals(annotations_csv, raw, videos_csv.name)
+    features = videos_csv.parent / "features"
+    videos = {name: VideoInfo(name, subject, frames, fps, features / f"{name}.npz") for name, (_, subject, frames, fps) in raw.items()}
+    return videos, intervals
 
 
 def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -270,19 +281,16 @@ def load_feature_set(root: str | Path, snippet_length: int, stride: int | None =
         raise LayoutError(f"snippet_length and stride must be positive, got {snippet_length} and {stride}")
     if not root.is_dir():
         raise LayoutError(f"{root}: feature-set folder not found")
-    raw_videos = _read_videos(root)
-    intervals = _read_intervals(root, raw_videos)
-    videos: dict[str, VideoInfo] = {}
+    videos, intervals = read_tables(root / "videos.csv", root / "annotations.csv")
     num_snippets: dict[str, int] = {}
     dims: tuple[int, int] | None = None
-    for name, (_, subject, num_frames, fps) in raw_videos.items():
-        path = root / "features" / f"{name}.npz"
-        t, d_rgb, d_flow = _check_features(path, name, num_frames, snippet_length, stride, check_values)
+    for name, info in videos.items():
+        path = info.feature_path
+        t, d_rgb, d_flow = _check_features(path, name, info.num_frames, snippet_length, stride, check_values)
         if dims is None:
             dims = (d_rgb, d_flow)
         elif dims != (d_rgb, d_flow):
             raise LayoutError(f"{path}: feature widths rgb={d_rgb}, flow={d_flow} differ from the first video's {dims}")
-        videos[name] = VideoInfo(name, subject, num_frames, fps, path)
         num_snippets[name] = t
     return FeatureSet(root, videos, intervals, snippet_length, stride, dims or (0, 0), num_snippets)
 

@@ -32,7 +32,7 @@ from torchmetrics import Metric
 
 from pwes import io
 from pwes.data import layout
-from pwes.data.layout import EXPRESSION_TYPES, Interval, LayoutError, VideoInfo
+from pwes.data.layout import EXPRESSION_TYPES, Interval, VideoInfo
 from pwes.evaluation.figures import best_set_index, f1_array, prf, threshold_sets
 from pwes.inference.proposals import Proposal, duration_labels, expression_type
 
@@ -358,51 +358,7 @@ def read_ground_truth(videos_csv: str | Path, annotations_csv: str | Path) -> tu
     """Videos and intervals from the layout's ``videos.csv`` and ``annotations.csv`` (any names),
     without needing feature files. Every video of ``videos_csv`` is evaluated, with or without
     intervals. Raises :class:`~pwes.data.layout.LayoutError` naming the file and line."""
-    videos_csv, annotations_csv = Path(videos_csv), Path(annotations_csv)
-    videos: dict[str, VideoInfo] = {}
-    first_line: dict[str, int] = {}
-    for line, row in layout._read_csv(videos_csv, layout.VIDEO_COLUMNS):  # noqa: SLF001
-        where = f"{videos_csv}:{line}"
-        name, subject = row["video"], row["subject"]
-        if not name or not subject:
-            raise LayoutError(f"{where}: empty video id or subject")
-        if name in videos:
-            raise LayoutError(f"{where}: duplicate video id {name!r} (first on line {first_line[name]})")
-        num_frames = layout._int(row["num_frames"], "num_frames", where)  # noqa: SLF001
-        if num_frames <= 0:
-            raise LayoutError(f"{where}: num_frames must be positive, got {num_frames}")
-        try:
-            fps = float(row["fps"])
-        except ValueError:
-            raise LayoutError(f"{where}: fps {row['fps']!r} is not a number") from None
-        if not (math.isfinite(fps) and fps > 0):
-            raise LayoutError(f"{where}: fps must be a positive number, got {row['fps']!r}")
-        videos[name] = VideoInfo(name, subject, num_frames, fps, videos_csv.parent / "features" / f"{name}.npz")
-        first_line[name] = line
-    if not videos:
-        raise LayoutError(f"{videos_csv}: no videos listed")
-
-    intervals: dict[str, list[Interval]] = {name: [] for name in videos}
-    for line, row in layout._read_csv(annotations_csv, layout.ANNOTATION_COLUMNS):  # noqa: SLF001
-        where = f"{annotations_csv}:{line}"
-        name = row["video"]
-        if name not in videos:
-            raise LayoutError(f"{where}: video {name!r} is not listed in {videos_csv.name}")
-        info = videos[name]
-        if row["subject"] != info.subject:
-            raise LayoutError(f"{where}: subject {row['subject']!r} differs from {info.subject!r} in {videos_csv.name} for video {name!r}")
-        if row["type"] not in EXPRESSION_TYPES:
-            raise LayoutError(f"{where}: unknown type {row['type']!r}, expected one of {', '.join(EXPRESSION_TYPES)}")
-        onset = layout._int(row["onset"], "onset", where)  # noqa: SLF001
-        offset = layout._int(row["offset"], "offset", where)  # noqa: SLF001
-        apex = layout._int(row["apex"], "apex", where, allow_empty=True)  # noqa: SLF001
-        if onset > offset:
-            raise LayoutError(f"{where}: onset {onset} > offset {offset}")
-        if onset < 0 or offset >= info.num_frames:
-            raise LayoutError(f"{where}: interval [{onset}, {offset}] outside video {name!r} of {info.num_frames} frames (0..{info.num_frames - 1})")
-        apex = apex if apex is not None and onset <= apex <= offset else None
-        intervals[name].append(Interval(name, info.subject, onset, offset, row["type"], apex))
-    return videos, intervals
+    return layout.read_tables(videos_csv, annotations_csv)
 
 
 def _whole_frame(value: str, what: str, where: str) -> int:
