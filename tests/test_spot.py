@@ -85,3 +85,33 @@ def test_unreadable_inputs(trained, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "bad.npz" in proc.stderr and "Traceback" not in proc.stderr
     proc = run([sys.executable, "-m", "pwes.spot", "--ckpt", str(tmp_path / "none.ckpt"), str(bad), "--out", str(tmp_path / "o")], tmp_path, env)
     assert proc.returncode == 2 and "none.ckpt: checkpoint not found" in proc.stderr
+
+
+@pytest.mark.slow
+def test_spot_in_a_video_runs_extraction_first(tmp_path: Path) -> None:
+    """A model trained on 1024-d features spots directly in an .avi, extraction (random I3D) first."""
+    import cv2
+    import torch
+
+    from pwes.extract.i3d import InceptionI3d
+
+    env = {**os.environ, "PWES_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = run([sys.executable, "-m", "pwes.train", "dataset=synthetic_tiny", "+dataset.synthetic.overrides.feature_dim=1024", "fold=none", "logger=none", "trainer.max_steps=4", "dataset.pretrain_steps=2", "trainer.enable_progress_bar=false", "run_name=wide"], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = tmp_path / "outputs/runs/synthetic_tiny/wide/model/checkpoints/last.ckpt"
+    for stream, channels in (("rgb", 3), ("flow", 2)):
+        torch.manual_seed(channels)
+        torch.save(InceptionI3d(in_channels=channels).state_dict(), tmp_path / f"{stream}.pt")
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (80, 80))
+    texture = (rng.random((80, 200, 3)) * 255).astype(np.uint8)
+    for i in range(34):
+        writer.write(np.ascontiguousarray(texture[:, 2 * i : 2 * i + 80]))
+    writer.release()
+    proc = run([sys.executable, "-m", "pwes.spot", "--ckpt", str(ckpt), str(tmp_path / "clip.avi"), "--rgb-weights", str(tmp_path / "rgb.pt"), "--flow-weights", str(tmp_path / "flow.pt"),
+                "--resize", "64", "--crop-size", "64", "--threshold", "-100", "--out", str(tmp_path / "spots")], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((tmp_path / "spots" / "clip.json").read_text())
+    assert info["num_frames"] == 34 and info["fps"] == 30.0
+    assert all(0 <= i["onset"] <= i["offset"] < 34 for i in info["intervals"])
+    assert (tmp_path / "spots" / "clip.png").exists()

@@ -174,14 +174,24 @@ def write_outputs(out: Path, item: SpotInput, proposals: list[Proposal], thresho
 
 
 def extract_inputs(paths: list[Path], args: argparse.Namespace, metadata: dict[str, Any]) -> list[Path]:
-    """Run feature extraction on video inputs; returns the feature-set folder to read."""
+    """Run feature extraction (pwes.extract) on video inputs with the model's snippet geometry;
+    returns the feature-set folder it wrote. A video that fails is reported and skipped."""
     from pwes.extract.pipeline import ExtractionSettings, extract_videos
+    from pwes.extract.video import FrameTransform
 
     if not (args.rgb_weights and args.flow_weights):
         raise SpotError(f"{paths[0]}: a video input needs --rgb-weights and --flow-weights (I3D checkpoints) to extract features first")
     root = args.out / "features-extracted"
-    settings = ExtractionSettings(snippet=int(metadata["snippet_length"]), stride=int(metadata["stride"]))
-    extract_videos([str(p) for p in paths], root, args.rgb_weights, args.flow_weights, settings=settings, device=args.device)
+    settings = ExtractionSettings(
+        snippet=int(metadata["snippet_length"]), stride=int(metadata["stride"]), device=args.device,
+        transform=FrameTransform(resize=args.resize, crop_size=args.crop_size),
+    )
+    results = extract_videos([str(p) for p in paths], root, args.rgb_weights, args.flow_weights, settings, fps=args.fps)
+    failed = [r for r in results if r.status == "failed"]
+    for result in failed:
+        print(f"error: {result.path}: {result.message}", file=sys.stderr)
+    if len(failed) == len(results):
+        raise SpotError(f"feature extraction failed for every video ({len(failed)}); see the lines above")
     return [root]
 
 
@@ -196,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps-mismatch", choices=["refuse", "warn"], default="refuse", help="inputs at another fps than training: refuse (default) or warn and continue")
     parser.add_argument("--rgb-weights", type=Path, default=None, help="I3D RGB checkpoint, to spot directly in videos")
     parser.add_argument("--flow-weights", type=Path, default=None, help="I3D flow checkpoint, to spot directly in videos")
+    parser.add_argument("--resize", type=int, default=256, help="video inputs: shorter side before the centre crop (as pwes.extract)")
+    parser.add_argument("--crop-size", type=int, default=224, help="video inputs: centre crop fed to I3D (as pwes.extract)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
     args = parser.parse_args(argv)
