@@ -81,6 +81,7 @@ def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict], tmp_
     assert last_json_line(proc.stdout) == reference
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_config(full_run: tuple[Path, dict], tmp_path: Path) -> None:
     run_train(tmp_path, "logger=none", "run_name=x", "fold=s01")
     proc = run_train(tmp_path, "logger=none", "run_name=x", "fold=s01", "model.mplg.threshold=0.5", check=False)
@@ -102,6 +103,7 @@ def test_multirun_and_report(tmp_path: Path) -> None:
     assert (sweep / "report.md").read_text() == proc.stdout
 
 
+@pytest.mark.slow
 def test_fold_sweep_is_pooled(tmp_path: Path) -> None:
     run_train(tmp_path, "-m", "logger=none", "fold=s01,s02", "sweep_name=folds")
     pooled = json.loads((tmp_path / "outputs" / "multiruns" / "folds" / "pooled" / "metrics.json").read_text())
