@@ -70,7 +70,10 @@ def collect(sweep_dir: Path) -> list[JobRow]:
     if not sweep_dir.is_dir():
         raise ReportError(f"{sweep_dir}: folder not found")
     found: list[JobRow] = []
-    for job_dir in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").exists()), key=lambda p: (len(p.name.split("_")[0]), p.name)):
+    # Job folders sit directly in the sweep folder; older sweeps with '/' in an override value
+    # (model/mplg=c) nested them one level deeper, so look two levels down.
+    jobs = [p.parent.parent for p in [*sweep_dir.glob("*/.hydra/overrides.yaml"), *sweep_dir.glob("*/*/.hydra/overrides.yaml")]]
+    for job_dir in sorted(jobs, key=lambda p: (len(p.relative_to(sweep_dir).parts[0].split("_")[0]), str(p))):
         overrides = dict(_split(o) for o in yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or [])
         metrics_path = job_dir / "metrics.json"
         if metrics_path.exists():
@@ -78,9 +81,9 @@ def collect(sweep_dir: Path) -> list[JobRow]:
                 metrics = json.loads(metrics_path.read_text())
             except json.JSONDecodeError as err:
                 raise ReportError(f"{metrics_path}: not valid JSON ({err.msg})") from None
-            found.append(JobRow(overrides, "ok", metrics, job_dir.name))
+            found.append(JobRow(overrides, "ok", metrics, str(job_dir.relative_to(sweep_dir))))
         else:
-            found.append(JobRow(overrides, "failed", folder=job_dir.name))
+            found.append(JobRow(overrides, "failed", folder=str(job_dir.relative_to(sweep_dir))))
     expected = expected_jobs(sweep_dir)
     if not found and not expected:
         raise ReportError(f"{sweep_dir}: no Hydra jobs found (expected subfolders with .hydra/overrides.yaml, or multirun.yaml)")
