@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from pwes.data import synthetic
+from pwes.data.synthetic import cache as synthetic_cache
+from pwes.data.synthetic import generator as synthetic_generator
 from pwes.data.layout import expected_snippets, load_feature_set, load_features
 from pwes.data.synthetic import PRESETS, SyntheticSpec, ensure_synthetic, generate, resolve_spec
 
@@ -184,7 +186,7 @@ def test_a_foreign_folder_in_the_way_and_bad_seeds_are_reported(tmp_path: Path) 
 
 def test_an_interrupted_generation_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = synthetic._video_features
+    original = synthetic_generator.video_features
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -192,7 +194,7 @@ def test_an_interrupted_generation_leaves_no_folder(tmp_path: Path, monkeypatch:
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "_video_features", failing)
+    monkeypatch.setattr(synthetic_generator, "video_features", failing)
     with pytest.raises(KeyboardInterrupt):
         ensure_synthetic(tmp_path, "tiny")
     assert list(tmp_path.iterdir()) == []
@@ -206,7 +208,7 @@ def test_a_concurrent_writer_that_finishes_first_wins(tmp_path: Path, monkeypatc
         original(target, spec, seed)  # the other process renames its folder into place first
         return original(root, spec, seed)
 
-    monkeypatch.setattr(synthetic, "generate", racing)
+    monkeypatch.setattr(synthetic_cache, "generate", racing)
     assert ensure_synthetic(tmp_path, "tiny") == target
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
     assert load_feature_set(target, 8).videos
@@ -249,3 +251,14 @@ def test_casme2_at_full_width_generates_in_well_under_a_minute(tmp_path: Path) -
     assert len(fs.videos) == 98 and fs.feature_dims == (1024, 1024)
     intervals = [i for v in fs.intervals.values() for i in v]
     assert sum(i.type == "ME" for i in intervals) == 57 and sum(i.type == "MaE" for i in intervals) == 300
+
+
+def test_the_package_runs_as_a_module(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "set"
+    done = subprocess.run([sys.executable, "-m", "pwes.data.synthetic", "tiny", "--out", str(out), "--set", "feature_dim=4"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert load_feature_set(out, 8).feature_dims == (4, 4)

@@ -1,0 +1,14 @@
+"""The embedded synthetic benchmark: feature sets shaped like I3D features of long face videos.
+
+``spec`` holds the settings and presets, ``face``/``draws``/``generator`` write a set from a seed,
+``cache`` keeps generated sets by preset, seed and spec digest, ``cli`` is the command line.
+"""
+
+from pwes.data.synthetic.cache import cache_name, ensure_synthetic, summarize
+from pwes.data.synthetic.cli import main
+from pwes.data.synthetic.generator import generate
+from pwes.data.synthetic.spec import (GENERATOR_VERSION, ME_MAX_SECONDS, PRESETS, REFERENCE_DIM, SyntheticCacheError,
+                                      SyntheticSpec, SyntheticSpecError, resolve_spec)
+
+__all__ = ["GENERATOR_VERSION", "ME_MAX_SECONDS", "PRESETS", "REFERENCE_DIM", "SyntheticCacheError", "SyntheticSpec",
+           "SyntheticSpecError", "cache_name", "ensure_synthetic", "generate", "main", "resolve_spec", "summarize"]
