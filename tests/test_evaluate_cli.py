@@ -102,9 +102,12 @@ def test_bad_proposals_exit_2_naming_file_and_line(files: dict[str, Path], capsy
     ("which", "content", "message"),
     [
         ("gt", "video,subject,onset,apex,offset,type\nq,s1,0,,9,ME\n", "annotations.csv:2: video 'q' is not listed"),
-        ("gt", "video,subject,onset,offset,type\n", "annotations.csv: missing column(s) apex"),
+        ("gt", "video,subject,onset,offset,type\n", "annotations.csv:1: missing column(s) apex"),
         ("videos", "video,subject,num_frames,fps\na,s1,300,fast\n", "videos.csv:2: fps 'fast' is not a number"),
-        ("videos", "", "videos.csv: empty file"),
+        ("videos", "", "videos.csv:1: empty file"),
+        ("gt", ANNOTATIONS + "a,s1,10,15,19,ME\n", "annotations.csv:5: duplicates line 2 (ME [10, 19] of video 'a')"),
+        ("gt", ANNOTATIONS + "b,s2,50,60,99,MaE\n", "annotations.csv:5: duplicates line 4 (MaE [50, 99] of video 'b')"),
+        ("videos", "video,subject,num_frames,fps\na,s1,300,30\nb,s/2,300,30\nc,s2,100,30\n", "videos.csv:3: subject id 's/2' contains '/'"),
     ],
 )
 def test_bad_ground_truth_exits_2(files: dict[str, Path], capsys: pytest.CaptureFixture[str], which: str, content: str, message: str) -> None:
@@ -121,3 +124,22 @@ def test_missing_file_and_bad_setting_exit_2(files: dict[str, Path], capsys: pyt
     files["pred"].write_text(PRED)
     assert main(args(files, "--iou-threshold", "1.5")) == 2
     assert "evaluation.iou_threshold must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_duplicated_ground_truth_row_is_refused_by_the_command(files: dict[str, Path]) -> None:
+    """A repeated row would be a second truth no proposal can match: a perfect run would score recall 0.5."""
+    files["gt"].write_text("video,subject,onset,apex,offset,type\na,s1,10,15,19,ME\na,s1,10,,19,ME\n")
+    result = subprocess.run([sys.executable, "-m", "pwes.evaluate", *args(files)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {files['gt']}:3: duplicates line 2 (ME [10, 19] of video 'a'); list each expression once "
+        "(a repeated row is a second ground truth that no proposal can match)"
+    ]
+
+
+def test_no_ground_truth_at_all_is_a_loud_warning(files: dict[str, Path]) -> None:
+    files["gt"].write_text("video,subject,onset,apex,offset,type\n")
+    result = subprocess.run([sys.executable, "-m", "pwes.evaluate", *args(files)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"{files['gt']}: no annotation rows: there is no ground truth" in result.stderr
+    assert json.loads(result.stdout)["num_ground_truth"] == 0

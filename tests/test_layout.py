@@ -148,3 +148,160 @@ def test_feature_widths_must_agree(tmp_path: Path) -> None:
 def test_not_an_npz(feature_root: Path) -> None:
     (feature_root / "features" / "a1.npz").write_text("garbage")
     assert_error(feature_root, "a1.npz", "not a readable .npz")
+
+
+# ---------------------------------------------------------------- duplicates, ids, empty ground truth
+
+
+@pytest.mark.parametrize("second", ["a1,s1,8,10,15,ME", "a1,s1,8,,15,ME", "a1,s1,8,-1,15,ME"])
+def test_duplicated_annotation_row_names_both_lines(feature_root: Path, second: str) -> None:
+    """The same expression twice (apex aside) is a second truth no proposal can match: refused."""
+    with open(feature_root / "annotations.csv", "a") as handle:
+        handle.write(second + "\n")
+    assert_error(feature_root, "annotations.csv:6: duplicates line 2 (ME [8, 15] of video 'a1')", "list each expression once")
+
+
+def test_same_interval_of_another_type_is_not_a_duplicate(feature_root: Path) -> None:
+    with open(feature_root / "annotations.csv", "a") as handle:
+        handle.write("a1,s1,8,,15,MaE\n")
+    assert len(load(feature_root).intervals["a1"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("video", "subject", "fragment"),
+    [
+        ("a/1", "s1", "video id 'a/1' contains '/'"),
+        ("a,1", "s1", None),  # a comma is a CSV field separator: the row has too many fields
+        ('"a,1"', "s1", "video id 'a,1' contains ','"),
+        ("a\\1", "s1", "video id 'a\\\\1' contains '\\\\'"),
+        ("..", "s1", "video id '..' must start with a letter or digit"),
+        (".hidden", "s1", "must start with a letter or digit"),
+        ("-x", "s1", "video id '-x' must start with a letter or digit"),
+        ("a 1", "s1", "video id 'a 1' contains ' '"),
+        ("a1", "s 1", "subject id 's 1' contains ' '"),
+        ("a1", "s/1", "subject id 's/1' contains '/'"),
+        ("a1", "s\x011", "subject id 's\\x011' contains '\\x01'"),
+        ("a1", "s:1", "subject id 's:1' contains ':'"),
+        ("a" * 129, "s1", "is longer than 128 characters"),
+        ("ä1", "s1", "contains 'ä'"),
+    ],
+)
+def test_unsafe_ids_are_refused_with_file_and_line(feature_root: Path, video: str, subject: str, fragment: str | None) -> None:
+    rewrite(feature_root / "videos.csv", f"video,subject,num_frames,fps\na2,s1,64,30\n{video},{subject},80,30\n")
+    rewrite(feature_root / "annotations.csv", "video,subject,onset,apex,offset,type\n")
+    message = assert_error(feature_root, "videos.csv:3")
+    if fragment is None:
+        assert "5 fields, expected 4" in message
+    else:
+        assert fragment in message and "ids may hold only letters, digits, '.', '_' and '-'" in message
+
+
+def test_whitespace_only_ids_are_empty(feature_root: Path) -> None:
+    rewrite(feature_root / "videos.csv", "video,subject,num_frames,fps\n  ,s1,80,30\n")
+    assert_error(feature_root, "videos.csv:2", "empty video id")
+
+
+def test_real_dataset_ids_are_safe() -> None:
+    from pwes.data.layout import id_problem
+
+    for name in ("15_0401girlcrashing", "s15", "006_1", "006", "spNO.1_a", "spNO.1", "s01_v01", "A-b.c_9"):
+        assert id_problem(name) is None, name
+
+
+def test_no_annotation_rows_loads_with_a_warning_naming_the_file(feature_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rewrite(feature_root / "annotations.csv", "video,subject,onset,apex,offset,type\n")
+    with caplog.at_level("WARNING"):
+        fs = load(feature_root)
+    assert not any(fs.intervals.values())
+    assert f"{feature_root / 'annotations.csv'}: no annotation rows: there is no ground truth" in caplog.text
+    with pytest.raises(LayoutError, match=r"annotations.csv: no annotation rows; training needs at least one annotated expression"):
+        load_feature_set(feature_root, 8, 8, require_annotations=True)
+
+
+def test_annotated_sets_load_without_a_warning(feature_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        load(feature_root)
+    assert caplog.text == ""
+
+
+# ---------------------------------------------------------------- feature shapes and values
+
+
+def test_feature_width_zero_is_named(feature_root: Path) -> None:
+    save_npz(feature_root / "features" / "a1.npz", rgb=np.zeros((10, 0), np.float32), flow=np.zeros((10, 0), np.float32))
+    assert_error(feature_root, "a1.npz: rgb has shape (10, 0): feature width 0")
+
+
+def test_zero_length_features_are_named(feature_root: Path) -> None:
+    save_npz(feature_root / "features" / "a1.npz", rgb=np.zeros((0, 4), np.float32), flow=np.zeros((0, 4), np.float32))
+    assert_error(feature_root, "a1.npz: rgb has shape (0, 4): no snippets (zero-length features)")
+
+
+def test_video_shorter_than_one_snippet(feature_root: Path) -> None:
+    rewrite(feature_root / "videos.csv", "video,subject,num_frames,fps\na1,s1,5,30\n")
+    rewrite(feature_root / "annotations.csv", "video,subject,onset,apex,offset,type\n")
+    assert_error(feature_root, "a1.npz: video 'a1' has 5 frames, fewer than one snippet of 8")
+
+
+def test_one_dimensional_stream_is_named(feature_root: Path) -> None:
+    save_npz(feature_root / "features" / "a1.npz", rgb=np.zeros((10, 4), np.float32), flow=np.zeros(10, np.float32))
+    assert_error(feature_root, "a1.npz: flow has shape (10,), expected [T, D]")
+
+
+def test_huge_finite_features_name_file_stream_and_snippet(feature_root: Path) -> None:
+    """3e20 is finite in float32, but its square is not: refused with where and why."""
+    flow = np.zeros((10, 4), np.float32)
+    flow[6, 2] = -3e20
+    save_npz(feature_root / "features" / "a1.npz", rgb=np.zeros((10, 4), np.float32), flow=flow)
+    assert_error(feature_root, "a1.npz: flow has values up to 3e+20 (first at snippet 6, dimension 2)",
+                 "beyond +-1e+06 overflow float32", "rescale")
+    flow[6, 2] = 1e6  # the bound itself is accepted
+    save_npz(feature_root / "features" / "a1.npz", rgb=np.zeros((10, 4), np.float32), flow=flow)
+    assert load(feature_root).num_snippets["a1"] == 10
+
+
+def test_float64_features_beyond_float32_are_named_not_inf(feature_root: Path) -> None:
+    rgb = np.zeros((10, 4), np.float64)
+    rgb[2, 0] = 1e300  # finite in the file (it would become inf in float32): named as too large
+    np.savez(feature_root / "features" / "a1.npz", rgb=rgb, flow=np.zeros((10, 4)))
+    assert_error(feature_root, "a1.npz: rgb has values up to 1e+300 (first at snippet 2, dimension 0)")
+
+
+def test_check_feature_arrays_for_files_outside_a_set(tmp_path: Path) -> None:
+    from pwes.data.layout import check_feature_arrays, load_features
+
+    path = tmp_path / "x.npz"
+    save_npz(path, rgb=np.zeros((3, 0), np.float32), flow=np.zeros((3, 0), np.float32))
+    load_features(path)  # unchecked: the caller validated the set already
+    with pytest.raises(LayoutError, match=r"x.npz: rgb has shape \(3, 0\): feature width 0"):
+        load_features(path, check=True)
+    assert check_feature_arrays(path, np.ones((3, 2), np.float32), np.ones((3, 2), np.float32)) == 3
+    with pytest.raises(LayoutError, match=r"rgb has 3 snippets but flow has 2"):
+        check_feature_arrays(path, np.ones((3, 2), np.float32), np.ones((2, 2), np.float32))
+
+
+# ---------------------------------------------------------------- the CSV files themselves
+
+
+def test_duplicate_header_column(feature_root: Path) -> None:
+    rewrite(feature_root / "videos.csv", "video,subject,num_frames,fps,fps\na1,s1,80,30,30\n")
+    assert_error(feature_root, "videos.csv:1: duplicate column(s) fps")
+
+
+def test_a_workbook_given_as_csv_is_named(feature_root: Path) -> None:
+    import zipfile
+
+    (feature_root / "annotations.csv").unlink()
+    with zipfile.ZipFile(feature_root / "annotations.csv", "w") as book:
+        book.writestr("xl/workbook.xml", "\x89\xff" * 50)
+    assert_error(feature_root, "annotations.csv: is a zip archive (an .xlsx workbook?), not a CSV text file")
+
+
+def test_latin1_csv_is_not_utf8(feature_root: Path) -> None:
+    (feature_root / "videos.csv").write_bytes("video,subject,num_frames,fps\na1,s\xe91,80,30\n".encode("latin-1"))
+    assert_error(feature_root, "videos.csv: not a UTF-8 text file")
+
+
+def test_a_field_too_large_for_csv_is_named(feature_root: Path) -> None:
+    rewrite(feature_root / "annotations.csv", "video,subject,onset,apex,offset,type\n\"" + "x" * 200_000 + "\n")
+    assert_error(feature_root, "annotations.csv:", "not readable as CSV")

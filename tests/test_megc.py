@@ -141,6 +141,7 @@ def test_f1_p_is_the_me_f1_in_the_best_score_threshold_set() -> None:
     # overall F1 of the sets >=0.9 .. >=0.4: 2/4, 4/5, 4/6, 6/7, 6/8, 6/9 -> best at 0.6
     assert (metrics["threshold_p"], metrics["num_proposals_p"]) == (0.6, 4)
     assert metrics["f1_p"] == pytest.approx(6 / 7)
+    assert (metrics["recall_p"], metrics["precision_p"]) == (1.0, pytest.approx(3 / 4))  # 3 TP, 1 FP, 0 FN
     assert metrics["f1_me_p"] == pytest.approx(2 / 3)  # ME in that set: 1 TP, 1 FP
     assert metrics["f1_me_0.5"] == pytest.approx(2 / 5)  # all ME proposals: 1 TP, 3 FP
     assert metrics["f1"] == pytest.approx(6 / 9)
@@ -245,6 +246,9 @@ def test_config_file_matches_the_dataclass() -> None:
     assert asdict(MatchConfig(**node)) == asdict(MatchConfig())
     with pytest.raises(EvaluationError, match="evaluation.iou_threshold"):
         MatchConfig(iou_threshold=0)
+    assert MatchConfig().calibration == "points"  # the deployable threshold never sees onset/offset by default
+    with pytest.raises(EvaluationError, match="evaluation.calibration must be one of points, intervals"):
+        MatchConfig(calibration="test")
 
 
 # ------------------------------------------------------------------------------ files

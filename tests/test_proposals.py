@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+
+from pwes.inference.maps import proposal_maps, proposals_from_prediction
 
 from pwes.inference.proposals import (
     Proposal,
@@ -182,7 +185,7 @@ def test_config_file_matches_the_dataclass() -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("k_min", 0), ("k_max_ratio", 1.5), ("rank_by", ["attention", "flow"]), ("class_score", "mean"), ("nms_threshold", -0.1), ("me_max_seconds", 0)],
+    [("k_min", 0), ("k_max_ratio", 1.5), ("rank_by", ["attention", "flow"]), ("class_score", "mean"), ("nms_threshold", -0.1), ("me_max_seconds", 0), ("maps", "tcam")],
 )
 def test_bad_settings_are_named(setting: str, value: object) -> None:
     with pytest.raises(ProposalConfigError, match=f"proposals.{setting}"):
@@ -200,3 +203,43 @@ def test_min_score_drops_weak_proposals() -> None:
     strong = generate_proposals("v", attention, tcam, video_scores, 160, 30.0, 8, 8, ProposalConfig(min_score=0.5, **config))
     assert len(everything) > 1
     assert [(p.onset, p.offset) for p in strong] == [(40, 63)]
+
+
+def prediction_with_a_distractor() -> SimpleNamespace:
+    """A TCAM whose ME column peaks (0.9) at snippets 2-3, where the attention is low (0.05), and
+    is 0.6 at snippets 10-12, where the attention is 1: the suppressed TCAM keeps only the latter.
+    The branch-1 and branch-2 video scores differ, so both choices are seen in the scores."""
+    attention = np.full(20, 0.05)
+    attention[10:13] = 1.0
+    tcam = np.zeros((20, 3))
+    tcam[:, 0] = 0.1
+    tcam[2:4, 0] = 0.9
+    tcam[10:13, 0] = 0.6
+    tcam[:, 1] = 0.1
+    return SimpleNamespace(
+        video="v", attention=attention, tcam=tcam, tcam_suppressed=tcam * attention[:, None],
+        video_scores=np.array([0.9, 0.1, 0.0]), video_scores_suppressed=np.array([0.6, 0.1, 0.0]),
+    )
+
+
+def test_maps_choose_the_arrays_of_a_prediction() -> None:
+    pred = prediction_with_a_distractor()
+    suppressed = proposal_maps(pred, "suppressed")
+    plain = proposal_maps(pred, "plain")
+    assert suppressed[0] is pred.attention and suppressed[1] is pred.tcam_suppressed and suppressed[2] is pred.video_scores_suppressed
+    assert plain[0] is pred.attention and plain[1] is pred.tcam and plain[2] is pred.video_scores
+    assert ProposalConfig().maps == "suppressed"  # the paper's reading is the default
+
+
+def test_suppressed_maps_drop_a_peak_the_attention_rejects() -> None:
+    pred = prediction_with_a_distractor()
+    base = dict(rank_by=("class",), k_max_ratio=0.1, margin=0.0, video_score_weight=0.2)  # k = 1, 2 on each class curve
+    by_plain = proposals_from_prediction(pred, 160, 30.0, 8, 8, ProposalConfig(maps="plain", **base))
+    by_suppressed = proposals_from_prediction(pred, 160, 30.0, 8, 8, ProposalConfig(maps="suppressed", **base))
+    # plain: the ME peak at snippets 2-3 (from frame 16) wins, scored 0.9 + 0.2 * 0.9
+    assert (by_plain[0].onset, by_plain[0].label) == (16, 0)
+    assert by_plain[0].score == pytest.approx(0.9 + 0.2 * 0.9)
+    # suppressed: that peak is gone (0.045); snippets 10-11 (from frame 80) win, 0.6 + 0.2 * 0.6
+    assert (by_suppressed[0].onset, by_suppressed[0].label) == (80, 0)
+    assert by_suppressed[0].score == pytest.approx(0.6 + 0.2 * 0.6)
+    assert all(p.onset >= 80 or p.offset < 16 or p.score < 0.1 for p in by_suppressed)

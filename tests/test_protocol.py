@@ -1,4 +1,5 @@
-"""The fold loop's bookkeeping without training: run-folder checks, pooling, the spot threshold."""
+"""The fold loop's bookkeeping without training: run-folder checks and pooling (the spot
+threshold is tested in test_calibration.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from pwes.config import ConfigError
-from pwes.data.layout import Interval, load_feature_set
+from pwes.data.layout import load_feature_set
 from pwes.evaluation.megc import MatchConfig, score, write_proposals_csv
 from pwes.inference.proposals import Proposal
-from pwes.inference.threshold import choose_score_threshold
 from pwes.protocol import pool_folds, prepare_run_folder
 
 CONFIG = {"seed": 0, "fold": "all", "model": {"lr": 1.0}, "trainer": {"max_steps": 5, "enable_progress_bar": True}, "logger": {"offline": True}}
@@ -56,10 +56,3 @@ def test_pooling_equals_the_sum_of_folds(feature_root: Path, tmp_path: Path) -> 
         pooled["fp"] -= per_fold["fp"]
     assert pooled["tp"] == 0 and pooled["fp"] == 0
 
-
-def test_threshold_chosen_on_training_videos() -> None:
-    gt = {"v": [Interval("v", "s", 0, 29, "MaE")]}
-    proposals = [Proposal("v", 0, 29, 0.9, "MaE"), Proposal("v", 100, 129, 0.4, "MaE"), Proposal("v", 200, 229, 0.3, "MaE")]
-    threshold, f1 = choose_score_threshold(proposals, gt, {"v": 30.0})
-    assert 0.4 < threshold <= 0.9 and f1 == 1.0
-    assert choose_score_threshold([], gt, {"v": 30.0}) == (float("-inf"), 0.0)

@@ -40,8 +40,9 @@ from pwes.data.batch import collate
 from pwes.data.datamodule import PWESDataModule, fold_subjects
 from pwes.data.layout import FeatureSet, Interval, load_feature_set
 from pwes.evaluation.megc import MatchConfig, read_proposals_csv, score, write_proposals_csv
-from pwes.inference.proposals import Proposal, ProposalConfig, generate_proposals
-from pwes.inference.threshold import choose_score_threshold
+from pwes.evaluation.calibration import calibrate_on_intervals, calibrate_on_points, calibrated_metrics, point_targets, pooled_calibrated_metrics
+from pwes.inference.maps import proposals_from_prediction
+from pwes.inference.proposals import Proposal, ProposalConfig
 
 log = logging.getLogger("pwes")
 
@@ -164,9 +165,7 @@ def proposals_from_outputs(outputs: Sequence[Sequence[Any]] | None, feature_set:
     for batch_outputs in outputs or []:
         for pred in batch_outputs:
             info = feature_set.videos[pred.video]
-            proposals.extend(
-                generate_proposals(pred.video, pred.attention, pred.tcam, pred.video_scores, info.num_frames, info.fps, feature_set.snippet_length, feature_set.stride, proposal_cfg)
-            )
+            proposals.extend(proposals_from_prediction(pred, info.num_frames, info.fps, feature_set.snippet_length, feature_set.stride, proposal_cfg))
     return proposals
 
 
@@ -207,17 +206,24 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
         # The operating point for pwes.spot, chosen on the training videos only.
         train_loader = DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, collate_fn=collate)
         train_proposals = proposals_from_outputs(trainer.predict(model, dataloaders=train_loader), feature_set, proposal_cfg)
-        threshold, train_f1 = choose_score_threshold(train_proposals, *ground_truth(feature_set, datamodule.train_set.videos), match)
-        metadata.update(score_threshold=threshold, train_f1_at_threshold=round(train_f1, 4))
+        # The deployable threshold: from the training videos' point and video labels only
+        # (evaluation.calibration=intervals uses their onset/offset, for full supervision).
+        if match.calibration == "intervals":
+            calibration = calibrate_on_intervals(train_proposals, *ground_truth(feature_set, datamodule.train_set.videos), match)
+        else:
+            train_items = (datamodule.train_set[i] for i in range(len(datamodule.train_set)))
+            calibration = calibrate_on_points(train_proposals, point_targets(train_items, feature_set.snippet_length, feature_set.stride), match)
+        metadata.update(score_threshold=calibration.threshold, score_threshold_rule=calibration.rule, train_f1_at_threshold=round(calibration.train_f1, 4))
         save_checkpoint(trainer, fold_dir / "checkpoints" / "last.ckpt")
         if subject is None:
             return None
         proposals = proposals_from_outputs(trainer.predict(model, datamodule=datamodule), feature_set, proposal_cfg)
         gt, fps = ground_truth(feature_set, datamodule.test_set.videos)
-        metrics = score(proposals, gt, fps, match)
+        metrics = {**score(proposals, gt, fps, match), **calibrated_metrics(proposals, gt, fps, calibration.threshold, match)}
+        metrics.update(calibrated_threshold=calibration.as_json(), calibration_train_f1=calibration.train_f1)
         metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(gt)}
         if logger is not None:
-            logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items()}, step=trainer.global_step)
+            logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=trainer.global_step)
         write_proposals(fold_dir / "proposals.csv", proposals, feature_set)
         io.write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
         return FoldResult(subject, metrics, proposals)
@@ -229,12 +235,21 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
     """Pool finished folds: all their proposals against all their videos, scored once."""
     proposals: list[Proposal] = []
     subjects: list[str] = []
+    calibrated: list[tuple[list[Proposal], float | None]] = []  # each fold's proposals and its own threshold
+    thresholds: dict[str, float | None] = {}
     for fold_dir in fold_dirs:
         subject = fold_dir.name.removeprefix("fold-")
         subjects.append(subject)
-        proposals.extend(read_proposals_csv(fold_dir / "proposals.csv", feature_set.videos))
+        fold_proposals = read_proposals_csv(fold_dir / "proposals.csv", feature_set.videos)
+        proposals.extend(fold_proposals)
+        fold_metrics = json.loads((fold_dir / "metrics.json").read_text()) if (fold_dir / "metrics.json").exists() else {}
+        if isinstance(fold_metrics, dict) and "calibrated_threshold" in fold_metrics:
+            thresholds[subject] = fold_metrics["calibrated_threshold"]
+            calibrated.append((fold_proposals, fold_metrics["calibrated_threshold"]))
     gt, fps = ground_truth(feature_set, feature_set.videos_of(subjects))
     metrics = score(proposals, gt, fps, match)
+    if len(calibrated) == len(fold_dirs):  # folds written before calibration existed have no threshold
+        metrics.update(pooled_calibrated_metrics(calibrated, gt, fps, match), calibrated_thresholds=thresholds)
     return {**metrics, "num_folds": len(fold_dirs), "num_videos": len(gt)}, proposals
 
 
@@ -284,7 +299,7 @@ def group_name(cfg: DictConfig) -> str:
 
 def summary_line(metrics: Mapping[str, float]) -> str:
     """The paper's columns in one line."""
-    keys = ("f1_me_0.5", "f1_me_1.0", "f1_me_p", "recall", "precision", "f1")
+    keys = ("f1_me_0.5", "f1_me_1.0", "f1_me_p", "recall", "precision", "f1", "calibrated_f1", "f1_p")
     return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics) + f" (tp={metrics.get('tp')} fp={metrics.get('fp')} fn={metrics.get('fn')})"
 
 

@@ -26,7 +26,8 @@ import torch
 from pwes import io
 from pwes.data.batch import NUM_CLASSES, VideoItem, collate
 from pwes.data.layout import LayoutError, load_features
-from pwes.inference.proposals import Proposal, ProposalConfig, generate_proposals
+from pwes.inference.maps import proposals_from_prediction
+from pwes.inference.proposals import Proposal, ProposalConfig
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"}
 FPS_TOLERANCE = 0.05  # relative fps difference accepted without --fps-mismatch=warn
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", type=Path, help=".npz feature files, feature-set folders, or videos (with --rgb-weights/--flow-weights)")
     parser.add_argument("--ckpt", required=True, type=Path, help="a checkpoint written by training (fold-*/checkpoints/last.ckpt or model/checkpoints/last.ckpt)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--threshold", type=float, default=None, help="keep intervals scoring at least this (default: the threshold chosen on the training videos)")
+    parser.add_argument("--threshold", type=float, default=None, help="keep intervals scoring at least this (default: the threshold calibrated on the training videos' point labels)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of the inputs when no videos.csv gives it (default: the model's)")
     parser.add_argument("--videos-csv", type=Path, default=None, help="videos.csv with num_frames and fps of the inputs")
     parser.add_argument("--fps-mismatch", choices=["refuse", "warn"], default="refuse", help="inputs at another fps than training: refuse (default) or warn and continue")
@@ -219,14 +220,15 @@ def main(argv: list[str] | None = None) -> int:
             features += extract_inputs(videos, args, metadata)
         items = read_inputs(features, metadata, args.fps, args.videos_csv)
         threshold = args.threshold if args.threshold is not None else float(metadata.get("score_threshold", float("-inf")))
-        config = ProposalConfig(**metadata["proposals"])
+        # checkpoints written before proposals.maps existed built their threshold on the plain maps
+        config = ProposalConfig(**{"maps": "plain", **metadata["proposals"]})
         snippet, stride = int(metadata["snippet_length"]), int(metadata["stride"])
         for item in items:
             warning = check_compatible(item, metadata, args.fps_mismatch)
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
             prediction = predict(model, item, args.device)
-            proposals = [p for p in generate_proposals(item.name, prediction.attention, prediction.tcam, prediction.video_scores, item.num_frames, item.fps, snippet, stride, config) if p.score >= threshold]
+            proposals = [p for p in proposals_from_prediction(prediction, item.num_frames, item.fps, snippet, stride, config) if p.score >= threshold]
             write_outputs(args.out, item, proposals, threshold, args.ckpt)
             if not args.no_plot:
                 plot(args.out / f"{item.name}.png", item, prediction, proposals, stride, snippet)

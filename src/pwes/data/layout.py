@@ -8,13 +8,17 @@
 
 Frames are 0-based, intervals inclusive, ``type`` is ``ME`` or ``MaE``; ``apex`` may be empty or
 -1 when unknown. Row ``t`` of the features covers frames ``[t*stride, t*stride + length)``.
-Every problem is raised as a :class:`LayoutError` whose one-line message names the file and line.
+Video and subject ids must be safe ids (:func:`id_problem`): they name folders, files and CSV
+cells. Each expression is listed once. Feature values are finite and within
+``+-MAX_FEATURE_MAGNITUDE``. Every problem is raised as a :class:`LayoutError` whose one-line
+message names the file and line; a set without any annotation row loads with a warning.
 """
 
 from __future__ import annotations
 
-import csv
+import logging
 import math
+import re
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +27,23 @@ from pathlib import Path
 import numpy as np
 
 from pwes import io
+from pwes.data import csvfile
 
 VIDEO_COLUMNS = ("video", "subject", "num_frames", "fps")
 ANNOTATION_COLUMNS = ("video", "subject", "onset", "apex", "offset", "type")
 EXPRESSION_TYPES = ("ME", "MaE")  # class index 0 = ME, 1 = MaE; the TCAM adds background at 2
 SNIPPET_SLACK = 1  # real extractors drop or pad the last partial snippet: allow +-1 row
+# Ids name fold folders (fold-<subject>), feature files (features/<video>.npz), CSV cells and
+# Hydra overrides (fold=<subject>): ASCII letters, digits, '.', '_' and '-', starting with a
+# letter or digit (so never '', '.', '..', '-x', a path, a comma or a control character).
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_ID_LENGTH = 128
+# Real snippet features (I3D after ReLU) stay within tens. Values beyond 1e6 are a broken
+# extractor or a unit mistake, and their squares summed over a long video (1e4 snippets x 2048
+# dims) approach float32's range (3.4e38) in the model's norms and losses: refuse them.
+MAX_FEATURE_MAGNITUDE = 1e6
+
+log = logging.getLogger(__name__)
 
 
 class LayoutError(ValueError):
@@ -99,34 +115,35 @@ def expected_snippets(num_frames: int, snippet_length: int, stride: int) -> int:
 
 def _read_csv(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV with exactly ``columns`` (any order), each with its 1-based line number."""
-    if not path.is_file():
-        raise LayoutError(f"{path}: file not found")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise LayoutError(f"{path}: empty file, expected header {','.join(columns)}")
-            header = [h.strip() for h in header]
-            missing = [c for c in columns if c not in header]
-            extra = [h for h in header if h not in columns]
-            if missing or extra:
-                parts = []
-                if missing:
-                    parts.append(f"missing column(s) {','.join(missing)}")
-                if extra:
-                    parts.append(f"unexpected column(s) {','.join(extra)}")
-                raise LayoutError(f"{path}: {'; '.join(parts)}; expected {','.join(columns)}")
-            rows = []
-            for line, values in enumerate(reader, start=2):
-                if not values or all(not v.strip() for v in values):
-                    continue
-                if len(values) != len(header):
-                    raise LayoutError(f"{path}:{line}: {len(values)} fields, expected {len(header)}")
-                rows.append((line, {h: v.strip() for h, v in zip(header, values)}))
-            return rows
-    except UnicodeDecodeError as err:
-        raise LayoutError(f"{path}: not a UTF-8 text file ({err.reason})") from None
+    return csvfile.read_rows(path, columns, error=LayoutError)
+
+
+def id_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as a video or subject id, or None when it is a safe id.
+
+    The one rule for ids (:data:`SAFE_ID`): ASCII letters, digits, ``.``, ``_`` and ``-``,
+    starting with a letter or digit, at most :data:`MAX_ID_LENGTH` characters.
+    """
+    if not value.strip():
+        return "is empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"is longer than {MAX_ID_LENGTH} characters"
+    if SAFE_ID.fullmatch(value):
+        return None
+    bad = next((c for c in value if not re.fullmatch(r"[A-Za-z0-9._-]", c)), None)
+    if bad is not None:
+        return f"contains {bad!r}"
+    return "must start with a letter or digit"
+
+
+def check_id(value: str, what: str, where: str) -> None:
+    """Raise :class:`LayoutError` at ``where`` when ``value`` is not a safe ``what`` id."""
+    problem = id_problem(value)
+    if problem is not None:
+        raise LayoutError(
+            f"{where}: {what} id {value!r} {problem}; ids may hold only letters, digits, '.', '_' and '-' and start "
+            "with a letter or digit (they name folders, files and CSV cells)"
+        )
 
 
 def _int(value: str, what: str, where: str, allow_empty: bool = False) -> int | None:
@@ -151,6 +168,8 @@ def _read_videos(path: Path) -> dict[str, tuple[int, str, int, float]]:
             raise LayoutError(f"{where}: empty video id")
         if not subject:
             raise LayoutError(f"{where}: video {name!r} has an empty subject")
+        check_id(name, "video", where)
+        check_id(subject, "subject", where)
         if name in videos:
             raise LayoutError(f"{where}: duplicate video id {name!r} (first on line {videos[name][0]})")
         num_frames = _int(row["num_frames"], "num_frames", where)
@@ -171,7 +190,14 @@ def _read_videos(path: Path) -> dict[str, tuple[int, str, int, float]]:
 def _read_intervals(path: Path, videos: Mapping[str, tuple[int, str, int, float]], videos_name: str = "videos.csv") -> dict[str, list[Interval]]:
     """annotations.csv rows grouped by video (every video present, possibly with no intervals)."""
     intervals: dict[str, list[Interval]] = {name: [] for name in videos}
-    for line, row in _read_csv(path, ANNOTATION_COLUMNS):
+    seen: dict[tuple[str, int, int, str], int] = {}  # (video, onset, offset, type) -> first line
+    rows = _read_csv(path, ANNOTATION_COLUMNS)
+    if not rows:
+        log.warning(
+            "%s: no annotation rows: there is no ground truth, so training has no labels and evaluation "
+            "has nothing to score (every proposal counts as a false positive)", path,
+        )
+    for line, row in rows:
         where = f"{path}:{line}"
         name = row["video"]
         if name not in videos:
@@ -193,6 +219,12 @@ def _read_intervals(path: Path, videos: Mapping[str, tuple[int, str, int, float]
             raise LayoutError(f"{where}: interval [{onset}, {offset}] outside video {name!r} of {num_frames} frames (0..{num_frames - 1})")
         if apex is not None and not onset <= apex <= offset:
             raise LayoutError(f"{where}: apex {apex} outside its interval [{onset}, {offset}]")
+        first = seen.setdefault((name, onset, offset, kind), line)
+        if first != line:
+            raise LayoutError(
+                f"{where}: duplicates line {first} ({kind} [{onset}, {offset}] of video {name!r}); list each "
+                "expression once (a repeated row is a second ground truth that no proposal can match)"
+            )
         intervals[name].append(Interval(name, subject, onset, offset, kind, apex))
     return intervals
 
@@ -228,14 +260,74 @@ def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     return shapes
 
 
-def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The ``rgb`` and ``flow`` arrays of one feature file, as float32 [T, D]."""
+def load_features(path: str | Path, check: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The ``rgb`` and ``flow`` arrays of one feature file, as float32 [T, D].
+
+    ``check``: also run :func:`check_feature_arrays` (shapes, NaN/Inf, magnitude), for files that
+    did not come through :func:`load_feature_set`.
+    """
     path = Path(path)
+    rgb, flow = _read_arrays(path)
+    if check:
+        check_feature_arrays(path, rgb, flow)
+    try:
+        return np.asarray(rgb, dtype=np.float32), np.asarray(flow, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise LayoutError(f"{path}: features are not numbers ({err})") from None
+
+
+def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ``rgb`` and ``flow`` arrays of a feature file as stored (any dtype)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return np.asarray(data["rgb"], dtype=np.float32), np.asarray(data["flow"], dtype=np.float32)
+            return data["rgb"], data["flow"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise LayoutError(f"{path}: cannot read features ({err})") from None
+
+
+def check_feature_shapes(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, int, int]:
+    """(T, rgb width, flow width) of two [T, D] streams, or a :class:`LayoutError` naming the file."""
+    for key in ("rgb", "flow"):
+        shape = tuple(shapes[key])
+        if len(shape) != 2:
+            raise LayoutError(f"{path}: {key} has shape {shape}, expected [T, D]")
+        if shape[1] == 0:
+            raise LayoutError(f"{path}: {key} has shape {shape}: feature width 0 (every snippet needs at least one value)")
+        if shape[0] == 0:
+            raise LayoutError(f"{path}: {key} has shape {shape}: no snippets (zero-length features)")
+    (t_rgb, d_rgb), (t_flow, d_flow) = shapes["rgb"], shapes["flow"]
+    if t_rgb != t_flow:
+        raise LayoutError(f"{path}: rgb has {t_rgb} snippets but flow has {t_flow}")
+    return int(t_rgb), int(d_rgb), int(d_flow)
+
+
+def check_feature_values(path: Path, key: str, array: np.ndarray) -> None:
+    """Refuse NaN, Inf and values beyond :data:`MAX_FEATURE_MAGNITUDE`, naming file, stream and snippet."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise LayoutError(f"{path}: {key} contains NaN or Inf (first at snippet {row})")
+    huge = np.abs(array) > MAX_FEATURE_MAGNITUDE
+    if huge.any():
+        row, column = (int(i) for i in np.argwhere(huge)[0])
+        raise LayoutError(
+            f"{path}: {key} has values up to {float(np.abs(array).max()):.3g} (first at snippet {row}, dimension "
+            f"{column}); features beyond +-{MAX_FEATURE_MAGNITUDE:g} overflow float32 arithmetic in training "
+            "(squares and sums reach 3.4e38): check the extractor's output or rescale the features"
+        )
+
+
+def check_feature_arrays(path: str | Path, rgb: np.ndarray, flow: np.ndarray) -> int:
+    """Validate one video's (rgb, flow) arrays: floating [T, D] with T, D > 0, equal T, finite
+    values within +-:data:`MAX_FEATURE_MAGNITUDE`. Returns T; raises :class:`LayoutError`."""
+    path = Path(path)
+    for key, array in (("rgb", rgb), ("flow", flow)):
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise LayoutError(f"{path}: {key} has dtype {array.dtype}, expected float32")
+    t, _, _ = check_feature_shapes(path, {"rgb": rgb.shape, "flow": flow.shape})
+    for key, array in (("rgb", rgb), ("flow", flow)):
+        check_feature_values(path, key, array)
+    return t
 
 
 def _check_features(path: Path, name: str, num_frames: int, snippet_length: int, stride: int, check_values: bool) -> tuple[int, int, int]:
@@ -250,31 +342,35 @@ def _check_features(path: Path, name: str, num_frames: int, snippet_length: int,
         if key not in shapes:
             raise LayoutError(f"{path}: missing array {key!r} (found {', '.join(sorted(shapes)) or 'none'})")
         shape, dtype = shapes[key]
-        if len(shape) != 2:
-            raise LayoutError(f"{path}: {key} has shape {shape}, expected [T, D]")
         if not np.issubdtype(dtype, np.floating):
             raise LayoutError(f"{path}: {key} has dtype {dtype}, expected float32")
-    (t_rgb, d_rgb), (t_flow, d_flow) = shapes["rgb"][0], shapes["flow"][0]
-    if t_rgb != t_flow:
-        raise LayoutError(f"{path}: rgb has {t_rgb} snippets but flow has {t_flow}")
+    t_rgb, d_rgb, d_flow = check_feature_shapes(path, {key: shapes[key][0] for key in ("rgb", "flow")})
     expected = expected_snippets(num_frames, snippet_length, stride)
-    if t_rgb == 0 or abs(t_rgb - expected) > SNIPPET_SLACK:
+    if expected == 0:
+        raise LayoutError(
+            f"{path}: video {name!r} has {num_frames} frames, fewer than one snippet of {snippet_length}; "
+            "check num_frames in videos.csv and the dataset's snippet settings"
+        )
+    if abs(t_rgb - expected) > SNIPPET_SLACK:
         raise LayoutError(
             f"{path}: {t_rgb} snippets, but {num_frames} frames with snippet length {snippet_length} and stride "
             f"{stride} give {expected} (+-{SNIPPET_SLACK} allowed); check num_frames in videos.csv and the dataset's snippet settings"
         )
-    if check_values:
-        rgb, flow = load_features(path)
+    if check_values:  # on the stored values: a float64 1e300 is too large, not "Inf"
+        rgb, flow = _read_arrays(path)
         for key, array in (("rgb", rgb), ("flow", flow)):
-            bad = ~np.isfinite(array)
-            if bad.any():
-                row = int(np.argwhere(bad)[0][0])
-                raise LayoutError(f"{path}: {key} contains NaN or Inf (first at snippet {row})")
+            check_feature_values(path, key, array)
     return t_rgb, d_rgb, d_flow
 
 
-def load_feature_set(root: str | Path, snippet_length: int, stride: int | None = None, check_values: bool = True) -> FeatureSet:
-    """Read and validate a feature set; raises :class:`LayoutError` with a one-line message."""
+def load_feature_set(
+    root: str | Path, snippet_length: int, stride: int | None = None, check_values: bool = True, require_annotations: bool = False
+) -> FeatureSet:
+    """Read and validate a feature set; raises :class:`LayoutError` with a one-line message.
+
+    ``require_annotations``: refuse a set whose ``annotations.csv`` has no row at all (training
+    needs labels); otherwise such a set loads with a logged warning (e.g. freshly extracted features).
+    """
     root = Path(root).expanduser()
     stride = stride or snippet_length
     if snippet_length <= 0 or stride <= 0:
@@ -282,6 +378,8 @@ def load_feature_set(root: str | Path, snippet_length: int, stride: int | None =
     if not root.is_dir():
         raise LayoutError(f"{root}: feature-set folder not found")
     videos, intervals = read_tables(root / "videos.csv", root / "annotations.csv")
+    if require_annotations and not any(intervals.values()):
+        raise LayoutError(f"{root / 'annotations.csv'}: no annotation rows; training needs at least one annotated expression")
     num_snippets: dict[str, int] = {}
     dims: tuple[int, int] | None = None
     for name, info in videos.items():

@@ -20,7 +20,6 @@ evaluated videos; ties go to the lower threshold).
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 from torchmetrics import Metric
 
 from pwes import io
-from pwes.data import layout
+from pwes.data import csvfile, layout
 from pwes.data.layout import EXPRESSION_TYPES, Interval, VideoInfo
 from pwes.evaluation.figures import best_set_index, f1_array, prf, threshold_sets
 from pwes.inference.proposals import Proposal, duration_labels, expression_type
@@ -385,32 +384,8 @@ def read_proposals_csv(
     """
     path = Path(path)
     infos = known_videos if isinstance(known_videos, Mapping) else None
-    if not path.is_file():
-        raise EvaluationError(f"{path}: file not found")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise EvaluationError(f"{path}:1: empty file, expected a header with {','.join(PROPOSAL_COLUMNS[:4])}[,type]")
-            header = [h.strip() for h in header]
-            missing = [c for c in PROPOSAL_COLUMNS[:4] if c not in header]
-            if missing:
-                raise EvaluationError(f"{path}:1: missing column(s) {','.join(missing)}; expected {','.join(PROPOSAL_COLUMNS[:4])}[,type]")
-            duplicated = sorted({h for h in header if header.count(h) > 1})
-            if duplicated:
-                raise EvaluationError(f"{path}:1: duplicate column(s) {','.join(duplicated)}")
-            column = {name: header.index(name) for name in header}
-            proposals = []
-            for line, values in enumerate(reader, start=2):
-                if not values or all(not v.strip() for v in values):
-                    continue
-                where = f"{path}:{line}"
-                if len(values) != len(header):
-                    raise EvaluationError(f"{where}: {len(values)} fields, expected {len(header)}")
-                proposals.append(_parse_proposal({h: values[i].strip() for h, i in column.items()}, where, known_videos, infos, me_max_seconds))
-    except UnicodeDecodeError as err:
-        raise EvaluationError(f"{path}: not a UTF-8 text file ({err.reason})") from None
+    rows = csvfile.read_rows(path, PROPOSAL_COLUMNS[:4], optional=PROPOSAL_COLUMNS[4:], allow_extra=True, error=EvaluationError)
+    proposals = [_parse_proposal(row, f"{path}:{line}", known_videos, infos, me_max_seconds) for line, row in rows]
     return proposals
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from pwes.data.layout import EXPRESSION_TYPES
 
 RANKING_SOURCES = ("attention", "class")
+PROPOSAL_MAPS = ("suppressed", "plain")
 CLASS_SCORE_RULES = ("max", "duration")
 _DURATION_EPS = 1e-9  # so that 15 frames at 30 fps count as exactly 0.5 s
 
@@ -88,6 +89,7 @@ class ProposalConfig:
     me_max_seconds: float = 0.5  # ME when the duration is at most this many seconds
     min_score: float | None = None  # drop proposals scoring below this after NMS (None: keep all)
     max_proposals: int | None = None  # keep at most this many per video after NMS (None: all)
+    maps: str = "suppressed"  # "suppressed": TCAM x attention + branch-2 scores (paper 3.2); "plain": TCAM + branch 1
 
     def __post_init__(self) -> None:
         rank_by = (self.rank_by,) if isinstance(self.rank_by, str) else tuple(self.rank_by)
@@ -110,6 +112,8 @@ class ProposalConfig:
             raise ProposalConfigError(f"proposals.min_score must be a finite number or null, got {self.min_score!r}")
         if self.max_proposals is not None and (not isinstance(self.max_proposals, int) or self.max_proposals < 1):
             raise ProposalConfigError(f"proposals.max_proposals must be a positive integer or null, got {self.max_proposals!r}")
+        if self.maps not in PROPOSAL_MAPS:
+            raise ProposalConfigError(f"proposals.maps must be one of {', '.join(PROPOSAL_MAPS)}, got {self.maps!r}")
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
