@@ -37,6 +37,7 @@ from pwes.inference.proposals import Proposal, duration_labels, expression_type
 
 ME_CUTS = (0.5, 1.0)  # seconds: the ME cut of F1(0.5) and F1(1.0)
 F1_P_CUT = 0.5  # seconds: the ME cut used inside the best proposal set for F1(p)
+CALIBRATION_RULES = ("points", "intervals")  # how the deployable threshold is chosen on training videos
 PROPOSAL_COLUMNS = ("video", "onset", "offset", "score", "type")
 _IOU_EPS = 1e-9  # IoU 0.5 computed as 5/10 must count at threshold 0.5
 
@@ -53,16 +54,24 @@ class MatchConfig:
     proposal takes every not yet matched ground truth it overlaps enough (each counts as a TP);
     ground truths are still matched at most once. ``iou_plus_one=False``: lengths ``offset -
     onset`` (exclusive ends), as some public code computes them.
+
+    ``calibration`` is not part of matching: it says how each fold's deployable score threshold
+    is chosen on its training videos (:mod:`pwes.evaluation.calibration`): ``points`` (default:
+    point and video labels only) or ``intervals`` (the annotated intervals; legitimate only for
+    fully supervised models).
     """
 
     iou_threshold: float = 0.5
     class_agnostic: bool = False
     one_to_many: bool = False
     iou_plus_one: bool = True
+    calibration: str = "points"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold <= 1.0:
             raise EvaluationError(f"evaluation.iou_threshold must be in (0, 1], got {self.iou_threshold!r}")
+        if self.calibration not in CALIBRATION_RULES:
+            raise EvaluationError(f"evaluation.calibration must be one of {', '.join(CALIBRATION_RULES)}, got {self.calibration!r}")
         for name in ("class_agnostic", "one_to_many", "iou_plus_one"):
             if not isinstance(getattr(self, name), bool):
                 raise EvaluationError(f"evaluation.{name} must be true or false, got {getattr(self, name)!r}")
@@ -309,7 +318,8 @@ def score(
     prefixes (proposals typed as given), ``f1_me_0.5`` and ``f1_me_1.0`` (ME F1 with proposals
     re-typed by duration at 0.5 s / 1.0 s; ground-truth types as annotated), ``f1_me_p`` (ME F1,
     0.5 s cut, in the score-threshold set with the best overall F1), and the extras ``f1_p`` (that
-    best overall F1), ``threshold_p`` (its lowest score; NaN without proposals), ``num_proposals_p``,
+    best overall F1), ``recall_p`` and ``precision_p`` (its recall and precision), ``threshold_p``
+    (its lowest score; NaN without proposals), ``num_proposals_p``,
     ``num_videos``, ``num_proposals``, ``num_ground_truth``.
     """
     config = config or MatchConfig()
@@ -336,13 +346,14 @@ def score(
     sets = threshold_sets(given.scores, given.tp_credit, given.fp_credit)
     best = best_set_index(sets, num_gt)
     if best is None:
-        metrics.update({"f1_me_p": 0.0, "f1_p": 0.0, "threshold_p": float("nan"), "num_proposals_p": 0})
+        metrics.update({"f1_me_p": 0.0, "f1_p": 0.0, "recall_p": 0.0, "precision_p": 0.0, "threshold_p": float("nan"), "num_proposals_p": 0})
     else:
         me_sets = threshold_sets(recut[F1_P_CUT].scores, recut[F1_P_CUT].tp_credit, recut[F1_P_CUT].fp_credit)
         me_tp, me_fp = int(me_sets.tp[best, me]), int(me_sets.fp[best, me])
         best_tp = int(sets.tp[best].sum())
         metrics["f1_me_p"] = prf(me_tp, me_fp, num_me_gt - me_tp)[2]
         metrics["f1_p"] = float(f1_array(best_tp, int(sets.fp[best].sum()), num_gt - best_tp))
+        metrics["recall_p"], metrics["precision_p"] = prf(best_tp, int(sets.fp[best].sum()), num_gt - best_tp)[:2]
         metrics["threshold_p"] = float(sets.thresholds[best])
         metrics["num_proposals_p"] = int(sets.size[best])
     metrics.update({"num_videos": len(names), "num_proposals": int(len(given.scores)), "num_ground_truth": num_gt})
