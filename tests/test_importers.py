@@ -12,14 +12,10 @@ import pytest
 
 from pwes.data.importers import DatasetImportError, import_dataset
 from pwes.data.importers import casme2, casme3, samm
-from pwes.data.importers.common import (
-    FrameRules,
-    ImportReport,
-    RawExpression,
-    Table,
-    normalize,
-    parse_type,
-)
+from pwes.data.importers.common import RawExpression, parse_type
+from pwes.data.importers.frames import FrameRules, normalize
+from pwes.data.importers.report import ImportReport
+from pwes.data.importers.tables import Table
 from pwes.data.layout import load_feature_set, load_features
 
 WIDTH = 8

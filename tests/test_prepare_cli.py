@@ -63,7 +63,8 @@ def test_casme2_summary_and_layout(tmp_path):
     assert "videos: 2 from 1 subjects; 1 without annotations" in out
     assert "expressions: 2 (ME 1, MaE 1) from 3 annotation rows" in out
     assert "1 x offset not annotated: offset set to apex + (apex - onset) (--unknown-offset mirror)" in out
-    assert "annotated videos with no features: 1 (1 row left out)\n    16_0401 (1 row)" in out
+    assert "annotated videos with no features: 1 (1 row left out; --strict refuses them)\n    16_0401 (1 row)" in out
+    assert "annotated subjects with no features at all (left out): 1\n    s16" in out
     assert "videos with features but no annotations (kept, expression-free): 1\n    15_0502extra" in out
     assert (tmp_path / "set" / "annotations.csv").read_text().splitlines()[1:] == [
         "15_0401girlcrashing,s15,10,14,19,MaE",

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pwes.data.importers import ANNOTATION_FORMATS, DATASETS, DatasetImportError, import_dataset
+from pwes.data.importers import ANNOTATION_FORMATS, DATASETS, ZERO_ONSET_RULES, DatasetImportError, import_dataset
 from pwes.data.layout import LayoutError
 
 
@@ -41,8 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the number the annotations give a video's first frame (default 1)")
     parser.add_argument("--unknown-offset", default="mirror", metavar="RULE",
                         help="rows whose offset is not annotated (0): mirror (offset = 2*apex - onset, default), apex, apex+N, or drop")
+    parser.add_argument("--zero-onset", choices=ZERO_ONSET_RULES, default="first-frame",
+                        help="rows with onset 0 in a 1-based sheet (expressions under way when the video starts): "
+                             "start them at the first frame (default) or drop them (the old rule)")
     parser.add_argument("--sheet", help="the annotation sheet's name when it differs from the dataset's usual one")
     parser.add_argument("--overwrite", action="store_true", help="replace a feature set already in ROOT")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse annotated videos that have no feature file (default: leave them out and list them)")
     return parser
 
 
@@ -62,8 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             fps=args.fps,
             first_frame=args.first_frame,
             unknown_offset=args.unknown_offset,
+            zero_onset=args.zero_onset,
             sheet=args.sheet,
             overwrite=args.overwrite,
+            strict=args.strict,
         )
     except (DatasetImportError, LayoutError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -28,19 +28,17 @@ from pathlib import Path
 
 from pwes.data.importers.common import (
     DatasetImportError,
-    ImportReport,
     RawExpression,
     RowProblem,
-    Table,
     VideoName,
     cell_int,
     cell_number,
     cell_text,
     parse_type,
     path_parts,
-    pick_sheet,
-    read_tables,
 )
+from pwes.data.importers.report import ImportReport
+from pwes.data.importers.tables import Table, pick_sheet, read_expression_rows, read_tables
 
 FPS = 30.0
 SNIPPET_LENGTH = 8
@@ -136,15 +134,8 @@ def read_annotations(path: str | Path, report: ImportReport, sheet: str | None =
     rows = [(i, r) for i, r in enumerate(expressions_table.rows) if any(cell_text(v) for v in r)]
     subject_numbers = {n for _, r in rows if (n := cell_int(r[SUBJECT])) is not None}
     subject_map = _choose_subject_map(subject_numbers, by_number, folders, report)
-    expressions: list[RawExpression] = []
-    for index, row in rows:
-        report.rows_read += 1
-        where = expressions_table.where(index)
-        try:
-            expressions.append(_read_row(row, where, subject_map, codes))
-        except RowProblem as problem:
-            report.drop(problem.reason, where, problem.detail)
-    return expressions
+    located = ((expressions_table.where(index), row) for index, row in rows)
+    return read_expression_rows(located, report, lambda row, where: _read_row(row, where, subject_map, codes))
 
 
 def _choose_subject_map(numbers: set[int], by_number: dict[int, int], folders: set[int], report: ImportReport) -> dict[int, int]:

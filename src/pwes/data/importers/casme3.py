@@ -30,21 +30,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pwes.data.importers.common import (
-    DatasetImportError,
-    ImportReport,
-    RawExpression,
-    RowProblem,
-    VideoName,
-    cell_int,
-    cell_number,
-    cell_text,
-    find_header,
-    parse_type,
-    path_parts,
-    pick_sheet,
-    read_tables,
-)
+from pwes.data.importers.common import RawExpression, RowProblem, VideoName, cell_int, cell_number, cell_text, parse_type, path_parts
+from pwes.data.importers.report import ImportReport
+from pwes.data.importers.tables import find_header, pick_sheet, read_expression_rows, read_tables
 
 FPS = 30.0
 SNIPPET_LENGTH = 8
@@ -117,27 +105,21 @@ def read_annotations(
             if has_type
             else f"{header.table.name}: no type column; every row typed {default_type} (file prefix)"
         )
-    expressions: list[RawExpression] = []
-    rows = 0
-    for index, row in header.data_rows():
+
+    def parse_row(row: tuple, where: str) -> RawExpression | None:
         subject, sequence = subject_name(header.get(row, "subject")), cell_text(header.get(row, "video"))
         if not subject and not sequence:
-            continue  # notes below the table
-        rows += 1
-        report.rows_read += 1
-        where = header.table.where(index)
-        try:
-            if not subject or not sequence:
-                raise RowProblem("subject or video cell empty")
-            kind = default_type
-            if has_type:
-                kind = parse_type(header.get(row, "type"))
-                if kind is None:
-                    raise RowProblem("unknown expression type", repr(cell_text(header.get(row, "type"))))
-            frames = [cell_number(header.get(row, f), f) for f in ("onset", "apex", "offset")]
-            expressions.append(RawExpression(where, video_key(subject, sequence), *frames, type=kind))
-        except RowProblem as problem:
-            report.drop(problem.reason, where, problem.detail)
-    if not rows:
-        raise DatasetImportError(f"{header.table.name}: no expression rows below the header row {header.row + 1}")
-    return expressions
+            return None  # notes below the table
+        if not subject or not sequence:
+            raise RowProblem("subject or video cell empty")
+        kind = default_type
+        if has_type:
+            kind = parse_type(header.get(row, "type"))
+            if kind is None:
+                raise RowProblem("unknown expression type", repr(cell_text(header.get(row, "type"))))
+        frames = [cell_number(header.get(row, f), f) for f in ("onset", "apex", "offset")]
+        return RawExpression(where, video_key(subject, sequence), *frames, type=kind)
+
+    rows = ((header.table.where(index), row) for index, row in header.data_rows())
+    empty = f"{header.table.name}: no expression rows below the header row {header.row + 1}"
+    return read_expression_rows(rows, report, parse_row, empty=empty)

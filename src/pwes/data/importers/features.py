@@ -18,7 +18,6 @@ turns it into the video id.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import zipfile
@@ -29,8 +28,9 @@ from typing import IO
 
 import numpy as np
 
+from pwes.data import csvfile
 from pwes.data.importers.common import DatasetImportError, VideoName
-from pwes.data.layout import SNIPPET_SLACK
+from pwes.data.layout import SNIPPET_SLACK, LayoutError, check_feature_values
 
 STREAMS = ("rgb", "flow")
 STREAM_SUFFIXES = {"rgb": ("-rgb", "_rgb"), "flow": ("-flow", "_flow")}
@@ -165,6 +165,10 @@ def _matrix_shape(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype)
         raise DatasetImportError(f"{path}: array {key!r} has shape {tuple(shape)}, expected (1, N, D) or (N, D)")
     if not np.issubdtype(dtype, np.floating):
         raise DatasetImportError(f"{path}: array {key!r} has dtype {dtype}, expected floating point")
+    if shape[1] == 0:
+        raise DatasetImportError(f"{path}: array {key!r} has shape {tuple(shape)}: feature width 0")
+    if shape[0] == 0:
+        raise DatasetImportError(f"{path}: array {key!r} has shape {tuple(shape)}: no snippets (zero-length features)")
     return int(shape[0]), int(shape[1])
 
 
@@ -231,16 +235,16 @@ def _load_stream(source: FeatureSource, stream: str) -> np.ndarray:
 
 
 def load(source: FeatureSource, num_snippets: int) -> tuple[np.ndarray, np.ndarray]:
-    """The (rgb, flow) arrays of one source as float32 ``[num_snippets, D]``, checked finite."""
+    """The (rgb, flow) arrays of one source as float32 ``[num_snippets, D]``, checked finite and
+    within the layout's magnitude bound (:func:`pwes.data.layout.check_feature_values`)."""
     arrays = []
     for stream in STREAMS:
-        array = np.ascontiguousarray(_load_stream(source, stream)[:num_snippets], dtype=np.float32)
-        bad = ~np.isfinite(array)
-        if bad.any():
-            row = int(np.argwhere(bad)[0][0])
-            path = source.rgb if stream == "rgb" else source.flow
-            raise DatasetImportError(f"{path}: {stream} features contain NaN or Inf (first at snippet {row})")
-        arrays.append(array)
+        stored = _load_stream(source, stream)[:num_snippets]
+        try:  # on the stored values, before float32 turns a huge float64 into Inf
+            check_feature_values(source.rgb if stream == "rgb" else source.flow, stream, stored)
+        except LayoutError as err:
+            raise DatasetImportError(str(err)) from None
+        arrays.append(np.ascontiguousarray(stored, dtype=np.float32))
     return arrays[0], arrays[1]
 
 
@@ -281,20 +285,11 @@ def layout_frame_counts(features_dir: Path, parse_name: Callable[[str], VideoNam
     if path is None:
         return {}
     counts: dict[str, int] = {}
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [h.strip() for h in reader.fieldnames or []]
-            if "video" not in header or "num_frames" not in header:
-                raise DatasetImportError(f"{path}: needs columns video and num_frames (found {','.join(header) or 'none'})")
-            for line, row in enumerate(reader, start=2):
-                row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-                parsed = parse_name(row["video"])
-                if parsed is None:
-                    continue
-                if not row["num_frames"].isdigit() or int(row["num_frames"]) <= 0:
-                    raise DatasetImportError(f"{path}:{line}: num_frames {row['num_frames']!r} is not a positive whole number")
-                counts[parsed.key] = int(row["num_frames"])
-    except UnicodeDecodeError as err:
-        raise DatasetImportError(f"{path}: not a UTF-8 text file ({err.reason})") from None
+    for line, row in csvfile.read_rows(path, ("video", "num_frames"), allow_extra=True, error=DatasetImportError):
+        parsed = parse_name(row["video"])
+        if parsed is None:
+            continue
+        if not row["num_frames"].isdigit() or int(row["num_frames"]) <= 0:
+            raise DatasetImportError(f"{path}:{line}: num_frames {row['num_frames']!r} is not a positive whole number")
+        counts[parsed.key] = int(row["num_frames"])
     return counts

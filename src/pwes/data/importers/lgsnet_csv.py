@@ -15,19 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pwes.data.importers.common import (
-    DatasetImportError,
-    ImportReport,
-    RawExpression,
-    RowProblem,
-    VideoName,
-    cell_int,
-    cell_number,
-    cell_text,
-    find_header,
-    parse_type,
-    read_csv_table,
-)
+from pwes.data.importers.common import DatasetImportError, RawExpression, RowProblem, VideoName, cell_int, cell_number, cell_text, parse_type
+from pwes.data.importers.report import ImportReport
+from pwes.data.importers.tables import find_header, read_csv_table, read_expression_rows
 
 COLUMNS = ("subject", "video", "type", "type_idx", "startFrame", "endFrame", "frame_num", "length")
 SYNONYMS = {
@@ -40,6 +30,8 @@ SYNONYMS = {
 }
 REQUIRED = ("video", "onset", "offset")
 TYPE_INDEX = {1: "MaE", 2: "ME"}
+WORKBOOK_HINT = ("; --annotation-format lgsnet reads the LGSNet release's annotation CSV: for the dataset's official "
+                 "workbook leave out --annotation-format (official is the default)")
 
 
 def read_annotations(
@@ -47,27 +39,24 @@ def read_annotations(
 ) -> list[RawExpression]:
     """The expressions of an LGSNet-style CSV, keyed by the dataset's video names."""
     path = Path(path).expanduser()
-    table = read_csv_table(path)
+    table = read_csv_table(path, workbook_hint=WORKBOOK_HINT)
     header = find_header([table], SYNONYMS, REQUIRED, path)
     if "type" not in header.columns and "type_idx" not in header.columns:
         raise DatasetImportError(f"{table.name}: needs a 'type' or 'type_idx' column (expected {','.join(COLUMNS)})")
-    expressions: list[RawExpression] = []
-    for index, row in header.data_rows():
-        report.rows_read += 1
-        where = f"{table.name} line {index + 1}"
-        try:
-            video = cell_text(header.get(row, "video"))
-            parsed = parse_video_name(video)
-            if parsed is None:
-                raise RowProblem("video name not understood", repr(video))
-            kind = parse_type(header.get(row, "type"))
-            if kind is None:
-                kind = TYPE_INDEX.get(cell_int(header.get(row, "type_idx")))
-            if kind is None:
-                raise RowProblem("unknown expression type", repr(cell_text(header.get(row, "type")) or cell_text(header.get(row, "type_idx"))))
-            onset, offset = cell_number(header.get(row, "onset"), "startFrame"), cell_number(header.get(row, "offset"), "endFrame")
-            frames = cell_int(header.get(row, "frame_num"))
-            expressions.append(RawExpression(where, parsed.key, onset, None, offset, kind, frames_hint=frames))
-        except RowProblem as problem:
-            report.drop(problem.reason, where, problem.detail)
-    return expressions
+
+    def parse_row(row: tuple, where: str) -> RawExpression:
+        video = cell_text(header.get(row, "video"))
+        parsed = parse_video_name(video)
+        if parsed is None:
+            raise RowProblem("video name not understood", repr(video))
+        kind = parse_type(header.get(row, "type"))
+        if kind is None:
+            kind = TYPE_INDEX.get(cell_int(header.get(row, "type_idx")))
+        if kind is None:
+            raise RowProblem("unknown expression type", repr(cell_text(header.get(row, "type")) or cell_text(header.get(row, "type_idx"))))
+        onset, offset = cell_number(header.get(row, "onset"), "startFrame"), cell_number(header.get(row, "offset"), "endFrame")
+        frames = cell_int(header.get(row, "frame_num"))
+        return RawExpression(where, parsed.key, onset, None, offset, kind, frames_hint=frames)
+
+    rows = ((f"{table.name} line {index + 1}", row) for index, row in header.data_rows())
+    return read_expression_rows(rows, report, parse_row)

@@ -16,20 +16,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pwes.data.importers.common import (
-    DatasetImportError,
-    ImportReport,
-    RawExpression,
-    RowProblem,
-    VideoName,
-    cell_number,
-    cell_text,
-    find_header,
-    parse_type,
-    path_parts,
-    pick_sheet,
-    read_tables,
-)
+from pwes.data.importers.common import RawExpression, RowProblem, VideoName, cell_number, cell_text, parse_type, path_parts
+from pwes.data.importers.report import ImportReport
+from pwes.data.importers.tables import find_header, pick_sheet, read_expression_rows, read_tables
 
 FPS = 200.0
 SNIPPET_LENGTH = 32
@@ -72,29 +61,30 @@ def expression_video(filename: str) -> str:
 
 
 def read_annotations(path: str | Path, report: ImportReport, sheet: str | None = None) -> list[RawExpression]:
-    """The expressions of a SAMM-LV annotation workbook, keyed like the video folders."""
+    """The expressions of a SAMM-LV annotation workbook, keyed like the video folders.
+
+    A filename naming two different rows (``037_4_1``: an ME and a MaE) keeps both, with a warning.
+    """
     path = Path(path).expanduser()
     tables = read_tables(path)
     table = pick_sheet(tables, path, (sheet,) if sheet else SHEETS, "annotation")
     header = find_header([table], SYNONYMS, REQUIRED, path)
-    expressions: list[RawExpression] = []
-    rows = 0
-    for index, row in header.data_rows():
+    first_row: dict[str, tuple[str, tuple]] = {}  # filename -> (where, cells) of its first row
+
+    def parse_row(row: tuple, where: str) -> RawExpression | None:
         filename = cell_text(header.get(row, "filename"))
         if not filename:
-            continue  # notes or totals below the table
-        rows += 1
-        report.rows_read += 1
-        where = table.where(index)
-        try:
-            key = expression_video(filename)
-            kind = parse_type(header.get(row, "type"))
-            if kind is None:
-                raise RowProblem("unknown expression type", repr(cell_text(header.get(row, "type"))))
-            frames = [cell_number(header.get(row, f), f) for f in ("onset", "apex", "offset")]
-            expressions.append(RawExpression(where, key, *frames, type=kind))
-        except RowProblem as problem:
-            report.drop(problem.reason, where, problem.detail)
-    if not rows:
-        raise DatasetImportError(f"{table.name}: no expression rows below the header row {header.row + 1}")
-    return expressions
+            return None  # notes or totals below the table
+        cells = tuple(cell_text(header.get(row, f)) for f in SYNONYMS)
+        earlier = first_row.setdefault(filename, (where, cells))
+        if earlier[0] != where and earlier[1] != cells:
+            report.warnings.append(f"{filename} names two different rows ({earlier[0]} and {where}): both kept")
+        key = expression_video(filename)
+        kind = parse_type(header.get(row, "type"))
+        if kind is None:
+            raise RowProblem("unknown expression type", repr(cell_text(header.get(row, "type"))))
+        frames = [cell_number(header.get(row, f), f) for f in ("onset", "apex", "offset")]
+        return RawExpression(where, key, *frames, type=kind)
+
+    rows = ((table.where(index), row) for index, row in header.data_rows())
+    return read_expression_rows(rows, report, parse_row, empty=f"{table.name}: no expression rows below the header row {header.row + 1}")
