@@ -490,3 +490,174 @@ def test_features_of_an_extracted_feature_set_take_lengths_from_its_videos_csv(t
         report = import_dataset("casme3", [f"ME={me}"], features_dir, out)
         assert csv_lines(out / "videos.csv")[1:] == ["spNO.1_a,spNO.1,71,30"]
         assert report.length_sources == {"videos.csv of the features": 1}
+
+
+# ---------------------------------------------------------------------------- the real SAMM-LV workbook's quirks
+
+
+def samm_quirks_workbook(path: Path) -> Path:
+    """The quirks of the public SAMM-LV workbook, in miniature: free text above the header, MaE
+    rows with onset 0 (``011_6_10``: onset 0, apex 3323, offset 4123.4), apexes 0 and -1, a frame
+    stored as 7284.999999999999, one filename (``037_4_1``) naming an ME and a MaE row, and
+    annotated videos and a whole subject without features."""
+    rows = [
+        ["SAMM Long Videos"], [], ["FACS coded"],
+        SAMM_HEADER,
+        # 011_6: 3 MaE with onset 0 (two more elsewhere), apex 0 and -1
+        [11, "011_6_10", 1, 0, 3323, 4123.4, None, "Macro", "12", ""],
+        [11, "011_6_1", 1, 5000, 0, 5100, None, "Macro", "12", ""],
+        [11, "011_6_2", 1, 5200, -1, 5300, None, "Macro", "12", ""],
+        [11, "011_6_3", 1, 7284.999999999999, 7290, 7300.000000000001, None, "Macro", "12", ""],  # 7285 and 7300
+        [11, "011_6_4", 1, 100, 101, 103, None, "Micro - 1/2", "4", ""],
+        [11, "011_1_1", 1, 0, 50, 400, None, "Macro", "6+12", ""],
+        [11, "011_1_2", 1, 500, 510, 520, None, "Micro - 1/2", "4", ""],
+        [37, "037_4_1", 1, 200, 205, 210, None, "Micro - 1/2", "4", ""],
+        [37, "037_4_1", 1, 900, 1000, 1500, None, "Macro", "12", ""],  # the same filename, another expression
+        [37, "037_4_2", 1, 0, 10, 800, None, "Macro", "12", ""],
+        [37, "037_4_3", 1, 2000, 2100, 2400, None, "Macro", "12", ""],
+        [37, "037_5_1", 1, 10, 20, 600, None, "Macro", "12", ""],  # 037_5 has no features
+        [40, "040_1_1", 1, 10, 12, 14, None, "Micro - 1/2", "1", ""],  # subject 040 has no features at all
+        [40, "040_2_1", 1, 10, 20, 600, None, "Macro", "12", ""],
+        [None, None, None, None, None, None, None, None, None, "totals"],
+    ]
+    return write_xlsx(path, {"FACS_Movement_Only": rows})
+
+
+def samm_quirk_features(feats: Path) -> None:
+    combined_npz(feats / "011_6.npz", 228, frame_cnt=7310)  # (7310 - 32) // 32 + 1 snippets
+    combined_npz(feats / "011_1.npz", 20, frame_cnt=660)
+    combined_npz(feats / "037_4.npz", 80, frame_cnt=2590)
+
+
+def test_samm_real_workbook_quirks_keep_onset_zero_and_count_everything(tmp_path):
+    book = samm_quirks_workbook(tmp_path / "SAMM_LONG_VIDEOS_V3.xlsx")
+    samm_quirk_features(tmp_path / "feats")
+    out = tmp_path / "set"
+
+    report = import_dataset("samm", [book], tmp_path / "feats", out)
+
+    rows = csv_lines(out / "annotations.csv")[1:]
+    assert "011_6,011,0,3322,4123,MaE" in rows  # onset 0 -> the first frame; 4123.4 -> 4124 -> 4123
+    assert "011_1,011,0,49,399,MaE" in rows and "037_4,037,0,9,799,MaE" in rows
+    assert "011_6,011,7284,7289,7299,MaE" in rows  # 7284.999999999999 is 7285, 7300.000000000001 is 7300
+    assert "011_6,011,4999,,5099,MaE" in rows and "011_6,011,5199,,5299,MaE" in rows  # apex 0 and -1 emptied
+    assert "037_4,037,199,204,209,ME" in rows and "037_4,037,899,999,1499,MaE" in rows  # both 037_4_1 rows
+    assert report.type_counts == {"ME": 3, "MaE": 8}
+    zero = "onset 0 (under way when the video starts): onset set to the first frame (--zero-onset first-frame)"
+    assert report.repaired[zero] == 3
+    assert report.examples[zero][0] == "SAMM_LONG_VIDEOS_V3.xlsx[FACS_Movement_Only] row 5 (onset 0, apex 3323, offset 4123.4)"
+    assert report.repaired["apex not annotated (0 or -1 in the sheet): written empty"] == 2
+    assert "fractional frame numbers rounded (onset down, offset up, apex to nearest)" in report.repaired  # 4123.4 only
+    assert report.repaired["fractional frame numbers rounded (onset down, offset up, apex to nearest)"] == 1
+    assert report.warnings == [
+        "037_4_1 names two different rows (SAMM_LONG_VIDEOS_V3.xlsx[FACS_Movement_Only] row 12 and "
+        "SAMM_LONG_VIDEOS_V3.xlsx[FACS_Movement_Only] row 13): both kept"
+    ]
+    assert report.missing_features == {"037_5": 1, "040_1": 1, "040_2": 1}
+    assert report.missing_subjects == ["040"]
+    summary = report.summary()
+    assert f"    3 x {zero}; e.g. " in summary
+    assert "    2 x apex not annotated (0 or -1 in the sheet): written empty; e.g. " in summary
+    assert "  warning: 037_4_1 names two different rows" in summary
+    assert "  annotated subjects with no features at all (left out): 1\n    040" in summary
+    assert load_feature_set(out, 32).intervals["011_6"][0].onset == 0
+
+
+def test_samm_old_rule_drops_onset_zero_rows(tmp_path):
+    book = samm_quirks_workbook(tmp_path / "samm.xlsx")
+    samm_quirk_features(tmp_path / "feats")
+    report = import_dataset("samm", [book], tmp_path / "feats", tmp_path / "set", zero_onset="drop")
+    assert report.type_counts == {"ME": 3, "MaE": 5}
+    assert report.dropped == {"onset 0: expression under way when the video starts (--zero-onset drop)": 3}
+    with pytest.raises(DatasetImportError, match=r"--zero-onset 'keep': expected one of first-frame, drop"):
+        import_dataset("samm", [book], tmp_path / "feats", tmp_path / "set2", zero_onset="keep")
+
+
+def test_strict_refuses_annotated_videos_without_features(tmp_path):
+    book = samm_quirks_workbook(tmp_path / "samm.xlsx")
+    samm_quirk_features(tmp_path / "feats")
+    with pytest.raises(DatasetImportError) as info:
+        import_dataset("samm", [book], tmp_path / "feats", tmp_path / "set", strict=True)
+    assert str(info.value) == (
+        "--strict: 3 annotated video(s) have no feature file: 037_5 (1 row), 040_1 (1 row), 040_2 (1 row); "
+        "whole subjects without features: 040 (without --strict they are left out and listed in the summary)"
+    )
+    assert not (tmp_path / "set").exists()
+
+
+def test_onset_zero_in_a_zero_based_sheet_is_the_first_frame_without_repair():
+    report = ImportReport("test")
+    kept = normalize(raw(0, 3, 9), FrameRules(0), report)
+    assert (kept.onset, kept.apex, kept.offset) == (0, 3, 9) and not report.repaired
+    assert normalize(raw(-1, 3, 9), FrameRules(0), report) is None
+    assert report.dropped == {"onset not annotated": 1}
+
+
+def test_frame_tolerance_snaps_float_noise_only():
+    report = ImportReport("test")
+    e = normalize(raw(7284.999999999999, None, 7300.000000000001), FrameRules(1), report)
+    assert (e.onset, e.offset) == (7284, 7299) and not report.repaired
+    e = normalize(raw(7284.9999, None, 7300.0001), FrameRules(1), report)  # real fractions: rounded outward
+    assert (e.onset, e.offset) == (7283, 7300)
+
+
+# ---------------------------------------------------------------------------- wrong inputs a user may give
+
+
+def test_a_workbook_given_as_lgsnet_csv_is_named_a_workbook(tmp_path):
+    book = samm_quirks_workbook(tmp_path / "samm.xlsx")
+    samm_quirk_features(tmp_path / "feats")
+    with pytest.raises(DatasetImportError, match=r"samm.xlsx: is an .xlsx workbook, not a CSV text file; --annotation-format lgsnet "
+                                                 r"reads the LGSNet release's annotation CSV: for the dataset's official workbook"):
+        import_dataset("samm", [book], tmp_path / "feats", tmp_path / "set", annotation_format="lgsnet")
+    renamed = tmp_path / "samm-export.csv"  # a workbook saved under a .csv name is still read as one
+    renamed.write_bytes(book.read_bytes())
+    assert import_dataset("samm", [renamed], tmp_path / "feats", tmp_path / "set").type_counts == {"ME": 3, "MaE": 8}
+
+
+def test_features_of_another_dataset_list_names_found_and_the_pattern(tmp_path):
+    book = samm_quirks_workbook(tmp_path / "samm.xlsx")
+    for name in ("15_0401girlcrashing", "15_0101disgustingteeth", "16_0102eatingworms"):
+        lgsnet_pair(tmp_path / "feats" / "s15", name, 8, 64)
+    with pytest.raises(DatasetImportError) as info:
+        import_dataset("samm", [book], tmp_path / "feats", tmp_path / "set")
+    message = str(info.value)
+    assert "no SAMM-LV feature files found" in message
+    assert "<video> named like 006_1 (subject number, '_', recording number)" in message
+    assert "; found 3 feature name(s), none a SAMM-LV video: s15/15_0101disgustingteeth, s15/15_0401girlcrashing" in message
+
+
+def test_unsafe_video_ids_from_feature_names_are_refused(tmp_path):
+    annotations = tmp_path / "casme3.csv"
+    annotations.write_text("Subject,Filename,Onset,Apex,Offset,Type\nspNO.1,a b,11,13,16,micro-expression\n")
+    combined_npz(tmp_path / "feats" / "spNO.1_a b.npz", 8, frame_cnt=70)
+    with pytest.raises(DatasetImportError, match=r"spNO.1_a b.npz: video id 'spNO.1_a b' contains ' '; ids may hold only"):
+        import_dataset("casme3", [annotations], tmp_path / "feats", tmp_path / "set")
+
+
+@pytest.mark.parametrize(
+    ("rgb", "message"),
+    [
+        (np.zeros((8, 0), np.float32), r"spNO.1_a.npz: array 'rgb' has shape \(8, 0\): feature width 0"),
+        (np.zeros((0, 8), np.float32), r"spNO.1_a.npz: array 'rgb' has shape \(0, 8\): no snippets \(zero-length features\)"),
+        (np.full((8, 8), 5e7, np.float32), r"spNO.1_a.npz: rgb has values up to 5e\+07 \(first at snippet 0, dimension 0\); "
+                                           r"features beyond \+-1e\+06 overflow float32"),
+    ],
+)
+def test_bad_feature_values_and_shapes_are_named(tmp_path, rgb, message):
+    annotations = tmp_path / "casme3.csv"
+    annotations.write_text("Subject,Filename,Onset,Apex,Offset,Type\nspNO.1,a,11,13,16,micro-expression\n")
+    path = tmp_path / "feats" / "spNO.1_a.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(path, rgb=rgb, flow=np.zeros((8, 8), np.float32), frame_cnt=np.array(70))
+    with pytest.raises(DatasetImportError, match=message):
+        import_dataset("casme3", [annotations], tmp_path / "feats", tmp_path / "set")
+
+
+def test_no_matching_annotation_is_a_warning(tmp_path):
+    annotations = tmp_path / "casme3.csv"
+    annotations.write_text("Subject,Filename,Onset,Apex,Offset,Type\nspNO.2,a,11,13,16,micro-expression\n")
+    combined_npz(tmp_path / "feats" / "spNO.1_a.npz", 8, frame_cnt=70)
+    report = import_dataset("casme3", [annotations], tmp_path / "feats", tmp_path / "set")
+    assert report.warnings == ["no annotation row matched a feature video: the set has no ground truth to train or score on"]
+    assert report.missing_subjects == ["spNO.2"]

@@ -124,3 +124,56 @@ def test_bad_option_values_exit_2(tmp_path):
                      "--unknown-offset", "guess")
     assert result.returncode == 2
     assert result.stderr == "error: --unknown-offset 'guess': expected one of mirror, apex, drop or apex+N (e.g. apex+20)\n"
+
+
+SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset", "Duration", "Type", "Action Units", "Notes"]
+
+
+def samm_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A SAMM-LV-like workbook (onset 0, apex -1, one filename on two rows, a subject without
+    features) and combined feature files for two of its videos."""
+    book = write_xlsx(tmp_path / "SAMM_LONG_VIDEOS.xlsx", {"FACS_Movement_Only": [
+        ["SAMM Long Videos"], SAMM_HEADER,
+        [11, "011_6_10", 1, 0, 3323, 4123.4, None, "Macro", "12", ""],
+        [11, "011_6_1", 1, 5000, -1, 5100, None, "Macro", "12", ""],
+        [37, "037_4_1", 1, 200, 205, 210, None, "Micro - 1/2", "4", ""],
+        [37, "037_4_1", 1, 900, 1000, 1500, None, "Macro", "12", ""],
+        [40, "040_1_1", 1, 10, 12, 14, None, "Micro - 1/2", "1", ""],
+    ]})
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    for video, frames in (("011_6", 5200), ("037_4", 1600)):
+        n = (frames - 32) // 32 + 1
+        np.savez(feats / f"{video}.npz", rgb=np.ones((n, 4), np.float32), flow=np.ones((n, 4), np.float32), frame_cnt=np.array(frames))
+    return book, feats
+
+
+def test_samm_summary_reports_onset_zero_apexes_and_the_repeated_filename(tmp_path):
+    book, feats = samm_files(tmp_path)
+    result = prepare("samm", "--annotations", book, "--features", feats, "--out", tmp_path / "set")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "expressions: 4 (ME 1, MaE 3) from 5 annotation rows" in out
+    assert "1 x onset 0 (under way when the video starts): onset set to the first frame (--zero-onset first-frame); e.g. " in out
+    assert "1 x apex not annotated (0 or -1 in the sheet): written empty" in out
+    assert "warning: 037_4_1 names two different rows" in out
+    assert "annotated subjects with no features at all (left out): 1\n    040" in out
+
+    old = prepare("samm", "--annotations", book, "--features", feats, "--out", tmp_path / "old", "--zero-onset", "drop")
+    assert old.returncode == 0, old.stderr
+    assert "expressions: 3 (ME 1, MaE 2) from 5 annotation rows" in old.stdout
+
+
+def test_strict_and_wrong_format_exit_2_with_one_line(tmp_path):
+    book, feats = samm_files(tmp_path)
+    strict = prepare("samm", "--annotations", book, "--features", feats, "--out", tmp_path / "set", "--strict")
+    assert strict.returncode == 2 and strict.stdout == ""
+    assert strict.stderr == (
+        "error: --strict: 1 annotated video(s) have no feature file: 040_1 (1 row); whole subjects without features: 040 "
+        "(without --strict they are left out and listed in the summary)\n"
+    )
+    lgsnet = prepare("samm", "--annotation-format", "lgsnet", "--annotations", book, "--features", feats, "--out", tmp_path / "set")
+    assert lgsnet.returncode == 2
+    assert lgsnet.stderr.startswith(f"error: {book}: is an .xlsx workbook, not a CSV text file; --annotation-format lgsnet")
+    assert len(lgsnet.stderr.splitlines()) == 1
+    assert not (tmp_path / "set").exists()

@@ -23,6 +23,7 @@ from pwes.data.importers.common import (
 from pwes.data.importers.report import ImportReport
 
 HEADER_SCAN_ROWS = 40  # how far down a sheet a header row is looked for
+OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # old binary .xls workbooks
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,18 @@ def read_workbook(path: Path) -> dict[str, Table]:
 
     if not path.is_file():
         raise DatasetImportError(f"{path}: file not found")
-    if path.suffix.lower() == ".xls":
-        raise DatasetImportError(f"{path}: old .xls workbooks cannot be read; save it as .xlsx")
-    try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
-        raise DatasetImportError(f"{path}: not a readable .xlsx workbook ({err})") from None
-    try:
-        return {ws.title: Table(path, ws.title, _pad(ws.iter_rows(values_only=True))) for ws in book.worksheets}
-    finally:
-        book.close()
+    with open(path, "rb") as handle:  # a handle, so a workbook saved under another name still opens
+        if path.suffix.lower() == ".xls" or handle.read(len(OLE_MAGIC)) == OLE_MAGIC:
+            raise DatasetImportError(f"{path}: old .xls workbooks cannot be read; save it as .xlsx")
+        handle.seek(0)
+        try:
+            book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+        except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
+            raise DatasetImportError(f"{path}: not a readable .xlsx workbook ({err})") from None
+        try:
+            return {ws.title: Table(path, ws.title, _pad(ws.iter_rows(values_only=True))) for ws in book.worksheets}
+        finally:
+            book.close()
 
 
 def read_tables(path: str | Path) -> dict[str, Table]:
