@@ -661,3 +661,15 @@ def test_no_matching_annotation_is_a_warning(tmp_path):
     report = import_dataset("casme3", [annotations], tmp_path / "feats", tmp_path / "set")
     assert report.warnings == ["no annotation row matched a feature video: the set has no ground truth to train or score on"]
     assert report.missing_subjects == ["spNO.2"]
+
+
+def test_a_text_file_named_xlsx_and_an_old_xls_are_named(tmp_path):
+    samm_quirk_features(tmp_path / "feats")
+    text = tmp_path / "samm.xlsx"
+    text.write_text("Subject,Filename\n")
+    with pytest.raises(DatasetImportError, match=r"samm.xlsx: not an .xlsx workbook \(not a zip archive\); a CSV export must be named .csv"):
+        import_dataset("samm", [text], tmp_path / "feats", tmp_path / "set")
+    old = tmp_path / "samm_v1.xlsx"
+    old.write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))  # an .xls saved under a new name
+    with pytest.raises(DatasetImportError, match=r"samm_v1.xlsx: old .xls workbooks cannot be read; save it as .xlsx"):
+        import_dataset("samm", [old], tmp_path / "feats", tmp_path / "set")

@@ -305,3 +305,12 @@ def test_latin1_csv_is_not_utf8(feature_root: Path) -> None:
 def test_a_field_too_large_for_csv_is_named(feature_root: Path) -> None:
     rewrite(feature_root / "annotations.csv", "video,subject,onset,apex,offset,type\n\"" + "x" * 200_000 + "\n")
     assert_error(feature_root, "annotations.csv:", "not readable as CSV")
+
+
+def test_float16_features_load_without_overflow_warnings(feature_root: Path) -> None:
+    import warnings
+
+    np.savez(feature_root / "features" / "a1.npz", rgb=np.ones((10, 4), np.float16), flow=np.ones((10, 4), np.float16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load(feature_root).num_snippets["a1"] == 10

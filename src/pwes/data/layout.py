@@ -307,6 +307,8 @@ def check_feature_values(path: Path, key: str, array: np.ndarray) -> None:
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
         raise LayoutError(f"{path}: {key} contains NaN or Inf (first at snippet {row})")
+    if array.dtype.kind == "f" and float(np.finfo(array.dtype).max) <= MAX_FEATURE_MAGNITUDE:
+        return  # float16: every finite value is within the bound
     huge = np.abs(array) > MAX_FEATURE_MAGNITUDE
     if huge.any():
         row, column = (int(i) for i in np.argwhere(huge)[0])

@@ -103,6 +103,9 @@ def read_workbook(path: Path) -> dict[str, Table]:
         if path.suffix.lower() == ".xls" or handle.read(len(OLE_MAGIC)) == OLE_MAGIC:
             raise DatasetImportError(f"{path}: old .xls workbooks cannot be read; save it as .xlsx")
         handle.seek(0)
+        if handle.read(len(csvfile.ZIP_MAGIC)) != csvfile.ZIP_MAGIC:
+            raise DatasetImportError(f"{path}: not an .xlsx workbook (not a zip archive); a CSV export must be named .csv")
+        handle.seek(0)
         try:
             book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
         except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
