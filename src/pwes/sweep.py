@@ -16,21 +16,29 @@ from omegaconf import DictConfig, OmegaConf
 from pwes import io
 from pwes.config import run_name_from_overrides
 from pwes.evaluation.megc import MatchConfig
+from pwes.report import ReportError, read_override_list
 
 log = logging.getLogger("pwes")
 
 
 def job_overrides(job_dir: Path) -> list[str]:
-    """The command-line overrides Hydra recorded for a job (empty when none are recorded)."""
+    """The command-line overrides Hydra recorded for a job (empty when none are recorded);
+    :class:`pwes.report.ReportError` naming the file when it is not a YAML list of strings."""
     path = job_dir / ".hydra" / "overrides.yaml"
-    return list(yaml.safe_load(path.read_text()) or []) if path.exists() else []
+    return read_override_list(path) if path.exists() else []
 
 
 def fold_groups(sweep_dir: Path) -> dict[str, list[Path]]:
-    """Jobs of a sweep grouped by their overrides other than ``fold``."""
+    """Jobs of a sweep grouped by their overrides other than ``fold``; a job whose record cannot
+    be read is left out with a warning naming the file."""
     groups: dict[str, list[Path]] = defaultdict(list)
     for job_dir in sorted(p for p in sweep_dir.iterdir() if (p / "config.yaml").exists()):
-        rest = [o for o in job_overrides(job_dir) if not o.lstrip("+~").startswith("fold=")]
+        try:
+            overrides = job_overrides(job_dir)
+        except ReportError as err:
+            log.warning("not pooled: %s", err)
+            continue
+        rest = [o for o in overrides if not o.lstrip("+~").startswith("fold=")]
         groups[run_name_from_overrides(",".join(rest))].append(job_dir)
     return groups
 
@@ -68,4 +76,5 @@ class PoolFoldSweep(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
             for name, metrics in pool_sweep(sweep_dir).items():
-                print(f"pooled {name}: f1={metrics['f1']:.3f} recall={metrics['recall']:.3f} precision={metrics['precision']:.3f}")
+                calibrated = f" calibrated_f1={metrics['calibrated_f1']:.3f}" if "calibrated_f1" in metrics else ""
+                print(f"pooled {name}: f1={metrics['f1']:.3f} recall={metrics['recall']:.3f} precision={metrics['precision']:.3f}{calibrated} f1_p={metrics['f1_p']:.3f} (best-on-test)")
