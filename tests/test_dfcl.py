@@ -35,6 +35,25 @@ def test_region_vectors_are_the_means_of_equal_temporal_regions() -> None:
     assert torch.allclose(regions.vectors[0, :, 1], 10 * regions.vectors[0, :, 0])
 
 
+def test_main_region_adds_one_whole_set_vector_per_class() -> None:
+    # same video as above: the main vector of each class is the mean of its whole set
+    T = 10
+    t = torch.arange(T, dtype=torch.float32)
+    features = torch.stack([t, 10 * t], dim=-1)[None]
+    labels = one_hot_labels(T, me=[1, 2, 3, 4], mae=[6], bg=[0, 5, 7, 8, 9])
+    counts = RegionCounts(me=2, mae=3, background=2)
+    regions = sample_region_vectors(features, labels, counts, main_region=True)
+    assert regions.classes.tolist() == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
+    # ME {1,2},{3,4}, main {1..4}; MaE 6 x3, main 6; background {0,5},{7,8,9}, main {0,5,7,8,9}
+    assert regions.vectors[0, :, 0].tolist() == pytest.approx([1.5, 3.5, 2.5, 6.0, 6.0, 6.0, 6.0, 2.5, 8.0, 5.8])
+    assert counts.per_video(True) == (3, 4, 3) and counts.per_video(False) == (2, 3, 2)
+    without = sample_region_vectors(features, labels, counts)  # the function's default: sampled only
+    assert without.vectors.shape[1] == 7
+    # an absent class contributes no main vector either
+    none_me = sample_region_vectors(features, one_hot_labels(T, me=[], mae=[6], bg=[0]), counts, main_region=True)
+    assert none_me.valid[0].tolist() == [False] * 3 + [True] * 7
+
+
 def test_uneven_sets_split_like_floor_boundaries() -> None:
     # 7 background snippets into 3 regions: ranks [0,2), [2,4), [4,7)
     T = 7

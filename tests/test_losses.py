@@ -1,5 +1,5 @@
-"""Loss terms against hand-computed values, padding never counting, and the label combination of
-eq. 15 (points over pseudo foreground over pseudo background)."""
+"""Loss terms against hand-computed values, padding never counting, soft targets, and the target
+combination of eq. 15 (points over pseudo labels, point snippets at full weight)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import torch
 from pwes.config import ConfigError
 from pwes.model.losses import (
     LossConfig,
-    combine_labels,
     guide_loss,
     mutual_loss,
     snippet_loss,
@@ -19,8 +18,8 @@ from pwes.model.losses import (
     sparsity_loss,
     video_mil_loss,
 )
-from pwes.model.mplg import PseudoLabels
 from pwes.model.network import parse_settings
+from pwes.model.targets import SnippetTargets, combine_targets, hard_targets, interval_targets
 
 
 def bce(p: float, y: float) -> float:
@@ -89,7 +88,7 @@ def test_mutual_loss_teaches_each_stream_from_the_other() -> None:
     assert torch.allclose(b.grad, torch.tensor([[0.1, -0.2]]))
 
 
-def test_combine_labels_priorities() -> None:
+def test_combine_targets_priorities() -> None:
     mask = torch.tensor([[True, True, True, True, False]])
     points = torch.zeros(1, 5, 2)
     points[0, 0, 1] = 1.0  # MaE point at 0
@@ -98,18 +97,68 @@ def test_combine_labels_priorities() -> None:
     fg[0, 0, 0] = True  # pseudo ME where the MaE point is: the point wins
     fg[0, 1, 1] = True
     bg = torch.tensor([[True, True, True, False, True]])  # at 1 pseudo foreground wins
-    pseudo = PseudoLabels(fg, bg, torch.ones(1, 5, 2), torch.ones(1, 5), torch.ones(1, 5, dtype=torch.bool))
-    labels = combine_labels(points, pseudo, mask)[0]
-    assert labels.tolist() == [
-        [False, True, False],
-        [False, True, False],
-        [False, False, True],
-        [False, False, False],
-        [False, False, False],
-    ]
-    only_points = combine_labels(points, None, mask)[0]
-    assert only_points[:, :2].tolist() == [[False, True]] + [[False, False]] * 4
-    assert not bool(only_points[:, 2].any())
+    combined = combine_targets(points, hard_targets(fg, bg), mask)
+    assert combined.targets[0].tolist() == [[0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]]
+    assert combined.weight[0].tolist() == [1, 1, 1, 0, 0]
+    only_points = combine_targets(points, None, mask)
+    assert only_points.targets[0, :, :2].tolist() == [[0, 1]] + [[0, 0]] * 4
+    assert only_points.weight[0].tolist() == [1, 0, 0, 0, 0]
+
+
+def test_point_snippets_keep_full_weight_whatever_the_pseudo_source_says() -> None:
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    points = torch.zeros(1, 3, 2)
+    points[0, 0, 0] = 1.0  # ME point at 0
+    # a pseudo source that left the point snippet out (weight 0), soft-labelled it background and
+    # gave its ME column a class weight of 0.01
+    pseudo = SnippetTargets(
+        targets=torch.tensor([[[0.0, 0.0, 0.9], [0.7, 0.0, 0.3], [0.0, 0.0, 1.0]]]),
+        weight=torch.tensor([[0.0, 1.0, 1.0]]),
+        class_weights=torch.tensor([[[0.01, 0.99], [0.5, 0.5], [0.5, 0.5]]]),
+    )
+    combined = combine_targets(points, pseudo, mask)
+    assert combined.weight[0].tolist() == [1.0, 1.0, 1.0]
+    assert combined.targets[0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert combined.class_weights[0, 0].tolist() == [1.0, 1.0]  # never scaled at a point
+    assert combined.class_weights[0, 1].tolist() == [0.5, 0.5]
+    tcam = torch.tensor([[[0.8, 0.1, 0.2], [0.6, 0.2, 0.4], [0.1, 0.1, 0.9]]])
+    probs = snippet_probabilities(tcam, combined.class_weights)
+    assert float(probs[0, 0, 0]) == pytest.approx(0.8)  # the point's ME probability as the TCAM has it
+    expected = (
+        bce(0.8, 1) + bce(0.1, 0) + bce(0.2, 0)
+        + bce(0.3, 0.7) + bce(0.1, 0) + bce(0.4, 0.3)
+        + bce(0.05, 0) + bce(0.05, 0) + bce(0.9, 1)
+    ) / 3
+    assert float(snippet_loss(probs, combined.targets, combined.weight)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_an_me_and_an_mae_point_in_one_snippet_make_it_positive_for_both() -> None:
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    points = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])
+    bg = torch.tensor([[True, True]])
+    combined = combine_targets(points, hard_targets(torch.zeros(1, 2, 2, dtype=torch.bool), bg), mask)
+    assert combined.targets[0].tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    assert combined.hard_labels()[0, 0].tolist() == [True, True, False]  # in both DFCL sets
+    probs = torch.tensor([[[0.6, 0.7, 0.2], [0.5, 0.5, 0.5]]])
+    loss = snippet_loss(probs, combined.targets, combined.weight)
+    expected = (bce(0.6, 1) + bce(0.7, 1) + bce(0.2, 0) + 2 * bce(0.5, 0) + bce(0.5, 1)) / 2
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+
+
+def test_soft_targets_in_the_snippet_loss() -> None:
+    probs = torch.tensor([[[0.6, 0.1, 0.3], [0.2, 0.2, 0.9]]])
+    targets = torch.tensor([[[0.75, 0.0, 0.25], [0.0, 0.0, 1.0]]])
+    weight = torch.tensor([[1.0, 0.0]])
+    expected = bce(0.6, 0.75) + bce(0.1, 0.0) + bce(0.3, 0.25)
+    assert float(snippet_loss(probs, targets, weight)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_interval_targets_label_every_real_snippet() -> None:
+    intervals = torch.tensor([[[0.0, 1.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]])
+    mask = torch.tensor([[True, True, True, False]])
+    full = interval_targets(intervals, mask)
+    assert full.targets[0].tolist() == [[0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    assert full.weight[0].tolist() == [1, 1, 1, 0]
 
 
 def test_loss_weights_validate() -> None:

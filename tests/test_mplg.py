@@ -120,12 +120,33 @@ def test_mplg_caf1_equals_full_when_the_video_has_one_class() -> None:
     assert torch.equal(full.background, caf1.background)
 
 
-def test_class_weights_follow_the_class_similarity_softmax() -> None:
+def two_class_video() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # ME point [1, 0] at 0, MaE point [0, 1] at 1, a snippet [1, 1] at 2 and one [1, 0.2] at 3
     features = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.2]]])
     points = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]])
-    mask = torch.ones(1, 4, dtype=torch.bool)
-    w = class_weights(features, points, mask, temperature=0.1)[0]
+    return features, points, torch.ones(1, 4, dtype=torch.bool)
+
+
+def test_class_weights_default_to_the_papers_plain_softmax() -> None:
+    features, points, mask = two_class_video()
+    w = class_weights(features, points, mask, temperature=1.0)[0]  # mode="softmax", the default
+    e = math.e
+    # snippet 0: cos 1 to the ME mean, 0 to the MaE mean -> softmax(1, 0) = (e, 1) / (e + 1)
+    assert torch.allclose(w[0], torch.tensor([e / (e + 1), 1 / (e + 1)]), atol=1e-6)
+    assert torch.allclose(w[2], torch.tensor([0.5, 0.5]), atol=1e-6)  # equally similar
+    cos_me, cos_mae = 1.0 / math.sqrt(1.04), 0.2 / math.sqrt(1.04)
+    assert float(w[3, 0]) == pytest.approx(1.0 / (1.0 + math.exp(cos_mae - cos_me)), abs=1e-6)
+    assert torch.allclose(w.sum(dim=-1), torch.ones(4), atol=1e-6)  # a distribution over the classes
+    # the MPLG default is this mode at temperature 1
+    assert MPLGConfig().class_weights == "softmax" and MPLGConfig().class_temperature == 1.0
+    # a one-class video: the present class gets 1.0, the absent one 0 (paper)
+    one = class_weights(features, points * torch.tensor([0.0, 1.0]), mask, temperature=1.0)[0]
+    assert torch.allclose(one, torch.tensor([[0.0, 1.0]] * 4))
+
+
+def test_max_normalised_class_weights_keep_the_leading_class_at_one() -> None:
+    features, points, mask = two_class_video()
+    w = class_weights(features, points, mask, temperature=0.1, mode="max_normalised")[0]
     assert torch.allclose(w[0], torch.tensor([1.0, math.exp(-10.0)]), atol=1e-6)
     assert torch.allclose(w[1], torch.tensor([math.exp(-10.0), 1.0]), atol=1e-6)
     assert torch.allclose(w[2], torch.tensor([1.0, 1.0]), atol=1e-6)
@@ -141,6 +162,8 @@ def test_mplg_caf2_suppresses_the_class_the_features_do_not_resemble() -> None:
     args = dict(features=features, attention=torch.full((1, 5), 0.5), tcam=tcam, points=points,
                 mask=torch.ones(1, 5, dtype=torch.bool))
     wide = dict(top_ratio=1.0, background_multiplier=0.0)  # every snippet in the coarse pool
+    # the earlier reading (max-normalised at temperature 0.1) keeps the leading class at weight 1
+    wide.update(class_weights="max_normalised", class_temperature=0.1)
     ca = generate_mplg(**args, config=MPLGConfig(**MPLG_VARIANTS["ca"], **wide))
     caf2 = generate_mplg(**args, config=MPLGConfig(**MPLG_VARIANTS["caf2"], **wide))
     assert 2 in indices(ca.foreground[0, :, 1])
@@ -196,15 +219,16 @@ def test_pplm_modulates_by_attention_and_point_reliability() -> None:
 @pytest.mark.parametrize(
     ("settings", "fragment"),
     [
-        ({"top_ratio": 0.4}, "model.mplg.top_ratio"),
-        ({"threshold": 1.5}, "model.mplg.threshold"),
-        ({"attention_mask": False, "foreground_similarity": True}, "model.mplg.foreground_similarity"),
+        ({"top_ratio": 0.4}, "callbacks.mplg.top_ratio"),
+        ({"threshold": 1.5}, "callbacks.mplg.threshold"),
+        ({"attention_mask": False, "foreground_similarity": True}, "callbacks.mplg.foreground_similarity"),
         ({"theta": 0.8}, "unknown setting(s) theta"),
-        ({"threshold": "0.8"}, "model.mplg.threshold: expected a number"),
-        ({"class_similarity": "yes"}, "model.mplg.class_similarity: expected true or false"),
+        ({"threshold": "0.8"}, "callbacks.mplg.threshold: expected a number"),
+        ({"class_similarity": "yes"}, "callbacks.mplg.class_similarity: expected true or false"),
+        ({"class_weights": "max"}, "callbacks.mplg.class_weights"),
     ],
 )
 def test_bad_mplg_settings_name_the_setting(settings: dict, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_settings(MPLGConfig, settings, "model.mplg")
+        parse_settings(MPLGConfig, settings, "callbacks.mplg")
     assert fragment in str(err.value)

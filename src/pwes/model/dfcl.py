@@ -7,6 +7,9 @@
   SAMM-LV) and each region is averaged into one region-level vector. A set with fewer snippets
   than regions repeats snippets (region j takes snippet ``floor(j * n / N)``), so every video that
   has a class contributes the same number of vectors; a class without snippets contributes none.
+* Main region-level space (``main_region``, on by default): the paper treats "all feature set for
+  the c-th class as a main region-level space" to preserve each video's global representation;
+  read here as one more vector per class, the mean of the whole set, beside the N sampled ones.
 * The foreground region vectors are anchors of an InfoNCE loss against the memory bank: positives
   are stored vectors of the same class, negatives those of the other foreground class and of the
   background; vectors are L2-normalised, temperature tau (1.0)::
@@ -34,15 +37,17 @@ from pwes.model.network import NUM_OUTPUTS, require
 
 @dataclass(frozen=True)
 class DFCLConfig:
-    """DFCL settings (``model.dfcl``)."""
+    """DFCL settings (``callbacks.dfcl``)."""
 
-    enabled: bool = True
     temperature: float = 1.0  # tau (Table VI)
-    bank_videos: int = 128  # queue length per class = bank_videos x that class's regions per video
+    bank_videos: int = 128  # queue length per class = bank_videos x that class's vectors per video
+    main_region: bool = True  # one whole-set vector per class besides the sampled regions
+    weight: float = 0.1  # weight of the contrastive term in the joint loss (eq. 18)
 
     def __post_init__(self) -> None:
         require(float(self.temperature) > 0.0, "temperature", f"must be > 0, got {self.temperature}")
         require(int(self.bank_videos) >= 1, "bank_videos", f"must be >= 1, got {self.bank_videos}")
+        require(float(self.weight) >= 0.0, "weight", f"must be >= 0, got {self.weight}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,10 @@ class RegionCounts:
         """Counts in class-index order (ME, MaE, background)."""
         return (self.me, self.mae, self.background)
 
+    def per_video(self, main_region: bool) -> tuple[int, int, int]:
+        """Vectors per video and class (ME, MaE, background), the main region included."""
+        return tuple(n + int(main_region) for n in self.as_tuple())  # type: ignore[return-value]
+
     def as_dict(self) -> dict[str, int]:
         """Plain dict in the ``dataset.regions`` layout."""
         return {"background": self.background, "me": self.me, "mae": self.mae}
@@ -96,9 +105,12 @@ class RegionVectors:
         return self.vectors[self.valid], classes[self.valid]
 
 
-def sample_region_vectors(features: Tensor, labels: Tensor, counts: RegionCounts) -> RegionVectors:
-    """DFS: region-level vectors from ``features`` [B, T, E] and one-hot ``labels`` [B, T, 3] bool
-    (False on padded snippets), ``counts`` regions per class. See the module docstring."""
+def sample_region_vectors(
+    features: Tensor, labels: Tensor, counts: RegionCounts, main_region: bool = False
+) -> RegionVectors:
+    """DFS: region-level vectors from ``features`` [B, T, E] and ``labels`` [B, T, 3] bool (False
+    on padded snippets), ``counts`` regions per class, plus with ``main_region`` one whole-set
+    vector per class after that class's regions. See the module docstring."""
     if labels.shape[:2] != features.shape[:2] or labels.shape[-1] != NUM_OUTPUTS:
         raise ValueError(
             f"region sampling: labels {tuple(labels.shape)} do not match features {tuple(features.shape)} "
@@ -117,6 +129,9 @@ def sample_region_vectors(features: Tensor, labels: Tensor, counts: RegionCounts
             & (rank[:, None, :] >= start[..., None])
             & (rank[:, None, :] < end[..., None])
         )  # [B, N, T]
+        if main_region:
+            member = torch.cat([member, selected[:, None, :]], dim=1)  # [B, N+1, T]
+            regions += 1
         weights = member.to(features.dtype)
         size = weights.sum(dim=-1, keepdim=True).clamp(min=1.0)
         vectors.append(torch.bmm(weights, features) / size)

@@ -8,9 +8,11 @@ snippet-level classification loss is averaged over the labelled snippets of the 
   scores (sigmoid TCAM, class-wise top-k mean) and the video labels. Branch 1 targets background
   1 (every long video has background), branch 2 (TCAM x attention) targets background 0.
 * ``snippet`` (eq. 15-16): binary cross-entropy, summed over the three classes, on every snippet
-  with a label (pseudo labels together with point labels); the foreground probabilities are the
-  TCAM re-weighted by MPLG's class weights, the background probability the plain TCAM's.
-* ``contrastive`` (eq. 17): DFCL's InfoNCE (see ``pwes.model.dfcl``).
+  with a label (pseudo labels together with point labels, ``pwes.model.targets``), weighted by
+  the snippet's weight; targets may be soft. The foreground probabilities are the TCAM
+  re-weighted by the pseudo-label source's class weights (MPLG step 3), the background
+  probability the plain TCAM's.
+* DFCL's contrastive term (eq. 17) is contributed by its callback (``pwes.callbacks.dfcl``).
 * ``guide``: |1 - attention - background probability|, for the mean and both stream attentions.
 * ``sparsity``: mean attention (mean and both streams).
 * ``mutual``: CO2-Net's mutual learning, 0.5 MSE(rgb, flow.detach()) + 0.5 MSE(flow, rgb.detach()).
@@ -25,25 +27,27 @@ import torch
 from torch import Tensor
 
 from pwes.data.batch import NUM_CLASSES
-from pwes.model.mplg import PseudoLabels
 from pwes.model.network import masked_mean, require
 
-LOSS_NAMES = ("mil", "mil_suppressed", "snippet", "contrastive", "guide", "sparsity", "mutual")
+LOSS_NAMES = ("mil", "mil_suppressed", "snippet", "guide", "sparsity", "mutual")
 EPS = 1e-6
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of eq. 18 and when the snippet-level loss applies (``model.loss``)."""
+    """Weights of the eq. 18 terms the module owns, and when the snippet loss applies (``model.loss``).
+
+    The contrastive term's weight belongs to the DFCL callback that contributes it.
+    """
 
     mil: float = 1.0
     mil_suppressed: float = 1.0
     snippet: float = 1.0
-    contrastive: float = 0.1
     guide: float = 0.8
     sparsity: float = 0.8
     mutual: float = 1.0
-    # Before MPLG switches on, train the snippet loss on the point labels alone (point supervision).
+    # Without pseudo labels from a callback (before its start step, or with none configured), train
+    # the snippet loss on the point labels alone (point supervision).
     points_before_switch: bool = True
 
     def __post_init__(self) -> None:
@@ -79,24 +83,6 @@ def video_mil_loss(scores: Tensor, video_labels: Tensor, background_target: floa
     return binary_cross_entropy(scores, targets).mean()
 
 
-def combine_labels(points: Tensor, pseudo: PseudoLabels | None, mask: Tensor) -> Tensor:
-    """Snippet labels of eq. 15 as one-hot [B, T, C+1] bool (background last).
-
-    A point label overrides any pseudo label of its snippet, pseudo foreground overrides pseudo
-    background, and padded snippets have no label.
-    """
-    mask = mask.bool()
-    point_fg = (points > 0) & mask[..., None]
-    has_point = point_fg.any(dim=-1, keepdim=True)
-    if pseudo is None:
-        foreground = point_fg
-        background = torch.zeros_like(mask)
-    else:
-        foreground = torch.where(has_point, point_fg, pseudo.foreground & mask[..., None])
-        background = pseudo.background & mask & ~foreground.any(dim=-1)
-    return torch.cat([foreground, background[..., None]], dim=-1)
-
-
 def snippet_probabilities(tcam: Tensor, class_weights: Tensor | None) -> Tensor:
     """[B, T, C+1]: foreground TCAM columns times the (detached) class weights, background as is."""
     foreground = tcam[..., :NUM_CLASSES]
@@ -105,18 +91,22 @@ def snippet_probabilities(tcam: Tensor, class_weights: Tensor | None) -> Tensor:
     return torch.cat([foreground, tcam[..., NUM_CLASSES:]], dim=-1)
 
 
-def snippet_loss(probabilities: Tensor, labels: Tensor) -> Tensor:
-    """Eq. 16: BCE summed over classes on the labelled snippets, averaged over them.
+def snippet_loss(probabilities: Tensor, targets: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Eq. 16: BCE summed over classes per snippet, averaged over the labelled snippets.
 
-    ``labels`` [B, T, C+1] bool one-hot (all False on unlabelled and padded snippets). Zero,
-    still attached to the graph, when nothing is labelled.
+    ``targets`` [B, T, C+1]: bool one-hot labels or float (soft) targets in [0, 1]. ``weight``
+    [B, T]: each snippet's weight (0 = not in the loss); by default the snippets with any label.
+    The sum is divided by the total weight (the number of labelled snippets for 0/1 weights).
+    Zero, still attached to the graph, when nothing is labelled.
     """
-    labelled = labels.any(dim=-1)
-    count = labelled.sum()
-    if int(count) == 0:
+    if weight is None:
+        weight = targets.bool().any(dim=-1)
+    weight = weight.to(probabilities.dtype)
+    total = weight.sum()
+    if float(total) <= 0.0:
         return probabilities.sum() * 0.0
-    per_snippet = binary_cross_entropy(probabilities, labels.to(probabilities.dtype)).sum(dim=-1)
-    return (per_snippet * labelled.to(per_snippet.dtype)).sum() / count.to(per_snippet.dtype)
+    per_snippet = binary_cross_entropy(probabilities, targets.to(probabilities.dtype)).sum(dim=-1)
+    return (per_snippet * weight).sum() / total
 
 
 def guide_loss(attentions: Sequence[Tensor], tcam: Tensor, mask: Tensor) -> Tensor:

@@ -11,11 +11,11 @@ The seven steps, per video, vectorised over the batch (padded snippets never tak
 3. Class similarity: the cosine similarity of every snippet to the mean feature of each class's
    point-labelled snippets, through a softmax over the classes present in the video's points (at
    temperature ``class_temperature``), re-weights the foreground TCAM columns. A class absent from
-   the points gets weight 0; the weights are divided by their per-snippet maximum so the leading
-   class keeps weight 1 (the paper gives weight 1.0 to the only present class of a one-class
-   video; this makes videos with both classes consistent with that rule, and without it a
-   two-class softmax caps the refined score near 0.5, below any useful threshold).
-   Refined scores = coarse mask x class weights x TCAM.
+   the points gets weight 0 (so the only present class of a one-class video gets 1.0, as the paper
+   says). ``class_weights``: ``softmax`` is the paper's plain softmax (default, temperature 1);
+   ``max_normalised`` divides the weights by their per-snippet maximum so the leading class keeps
+   weight 1 (the earlier reading, used with temperature 0.1: without it a two-class softmax caps
+   the refined score near 0.5, below theta). Refined scores = coarse mask x class weights x TCAM.
 4. Refined scores below the video's mean TCAM score of that class (original TCAM) are dropped.
 5. A snippet whose refined score exceeds ``threshold`` (theta) becomes a pseudo foreground label of
    that class (the larger one where both classes pass: labels are one-hot).
@@ -24,6 +24,9 @@ The seven steps, per video, vectorised over the batch (padded snippets never tak
    Snippets with a point label or a pseudo foreground label are never background.
 7. Foreground and background labels are returned together with the class weights (the
    re-modulated TCAM of step 3 feeds the snippet-level loss).
+
+The inputs are the outputs of a clean forward (eval mode, no gradient): the MPLG callback
+(``pwes.callbacks.mplg``) runs one per batch, so dropout never perturbs the ranking.
 
 Table II variants (flags of :class:`MPLGConfig`; conf/model/mplg/*.yaml):
 
@@ -61,12 +64,14 @@ MPLG_VARIANTS: dict[str, dict[str, bool]] = {
     "caf2": {"attention_mask": True, "foreground_similarity": False, "class_similarity": True},
     "full": {"attention_mask": True, "foreground_similarity": True, "class_similarity": True},
 }
-"""The flags of each Table II variant (``model.mplg.name`` only labels the run)."""
+"""The flags of each Table II variant (``callbacks.mplg.variant`` picks one)."""
+
+CLASS_WEIGHT_MODES = ("softmax", "max_normalised")
 
 
 @dataclass(frozen=True)
 class MPLGConfig:
-    """MPLG settings (``model.mplg``)."""
+    """MPLG settings (``callbacks.mplg``)."""
 
     name: str = "full"  # which Table II variant these flags spell (for logs only)
     attention_mask: bool = True  # step 2: restrict candidates to the top attention snippets
@@ -76,7 +81,8 @@ class MPLGConfig:
     top_ratio: float = 0.3  # step 2: coarse foreground pool, a fraction of T (paper: <= 0.3)
     threshold: float = 0.8  # step 5: theta
     background_multiplier: float = 2.0  # step 6: background pool = multiplier x foreground pool
-    class_temperature: float = 0.1  # step 3: softmax temperature over cosine similarities
+    class_temperature: float = 1.0  # step 3: softmax temperature over cosine similarities
+    class_weights: str = "softmax"  # step 3: softmax (paper) | max_normalised (divided by the max)
 
     def __post_init__(self) -> None:
         require(0.0 < float(self.top_ratio) <= 1.0, "top_ratio", f"must be in (0, 1], got {self.top_ratio}")
@@ -93,6 +99,11 @@ class MPLGConfig:
             "foreground and background pools overlap (need top_ratio * (1 + multiplier) <= 1)",
         )
         require(float(self.class_temperature) > 0.0, "class_temperature", f"must be > 0, got {self.class_temperature}")
+        require(
+            self.class_weights in CLASS_WEIGHT_MODES,
+            "class_weights",
+            f"must be one of {', '.join(CLASS_WEIGHT_MODES)}, got {self.class_weights!r}",
+        )
         require(
             self.attention_mask or not self.foreground_similarity,
             "foreground_similarity",
@@ -171,11 +182,14 @@ def foreground_similarity(features: Tensor, points: Tensor, mask: Tensor) -> Ten
     return scaled * mask.to(features.dtype)
 
 
-def class_weights(features: Tensor, points: Tensor, mask: Tensor, temperature: float) -> Tensor:
+def class_weights(
+    features: Tensor, points: Tensor, mask: Tensor, temperature: float, mode: str = "softmax"
+) -> Tensor:
     """Step 3's weights of the foreground classes, [B, T, C].
 
     Softmax over the present classes of (cosine similarity to the class's mean point feature) /
-    temperature, divided by its per-snippet maximum; absent classes get 0.
+    temperature; absent classes get 0. ``mode="max_normalised"`` then divides by the per-snippet
+    maximum.
     """
     point_w = (points > 0).to(features.dtype) * mask[..., None].to(features.dtype)  # [B, T, C]
     counts = point_w.sum(dim=1)  # [B, C]
@@ -186,8 +200,8 @@ def class_weights(features: Tensor, points: Tensor, mask: Tensor, temperature: f
     any_present = present.any(dim=1)[:, None, None]
     weights = torch.softmax(torch.where(any_present, logits, torch.zeros_like(logits)), dim=-1)
     weights = torch.where(any_present & present[:, None, :], weights, torch.zeros_like(weights))
-    top = weights.amax(dim=-1, keepdim=True)
-    weights = weights / top.clamp(min=1e-12)
+    if mode == "max_normalised":
+        weights = weights / weights.amax(dim=-1, keepdim=True).clamp(min=1e-12)
     return weights * mask[..., None].to(features.dtype)
 
 
@@ -237,7 +251,7 @@ def generate_mplg(
     else:
         coarse = mask.clone()
     if cfg.class_similarity:  # step 3
-        weights = class_weights(features, points, mask, cfg.class_temperature)
+        weights = class_weights(features, points, mask, cfg.class_temperature, cfg.class_weights)
     else:
         weights = present[:, None, :].float().expand_as(fg_tcam) * mask[..., None].float()
     scores = fg_tcam * weights * coarse[..., None].float()

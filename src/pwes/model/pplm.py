@@ -1,4 +1,4 @@
-"""PPLM: the CRRC-Net-style pseudo labels of Table I (``model.pseudo: pplm``), the alternative
+"""PPLM: the CRRC-Net-style pseudo labels of Table I (``callbacks/pseudo=pplm``), the alternative
 MPLG is compared against.
 
 CRRC-Net (Fu, Gao and Xu, TIP 2022) has no released code; the PWES paper reproduces it from the
@@ -40,7 +40,7 @@ from pwes.model.network import masked_mean, require
 
 @dataclass(frozen=True)
 class PPLMConfig:
-    """PPLM settings (``model.pplm``)."""
+    """PPLM settings (``callbacks.pplm``)."""
 
     threshold: float = 0.5  # on attention-modulated, reliability-corrected class scores
     top_ratio: float = 0.3  # sizes the background pool as in MPLG
