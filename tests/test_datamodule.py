@@ -55,6 +55,21 @@ def test_video_supervision_has_no_points(fs) -> None:
     assert item.points.sum() == 0 and item.video_label.tolist() == [1.0, 1.0]
 
 
+def test_interval_labels_only_under_full_supervision(fs) -> None:
+    for supervision in ("point", "video"):
+        dm = PWESDataModule(fs, ["s3"], batch_size=2, supervision=supervision)
+        assert dm.train_set[0].intervals is None
+        assert collate([dm.train_set[0], dm.train_set[1]]).intervals is None
+    full = PWESDataModule(fs, ["s3"], batch_size=2, supervision="full")
+    assert full.train_set.videos == ["a1", "a2", "b1"]
+    a1 = full.train_set[0]  # ME [8, 15] -> snippet 1; MaE [40, 70] -> centres 43.5..67.5: snippets 5-8
+    assert a1.intervals[:, 0].tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert a1.intervals[:, 1].tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 0]
+    batch = collate([full.train_set[0], full.train_set[2]])
+    assert batch.intervals.shape == (2, 10, 2) and batch.intervals[1, 9].sum() == 0  # padding
+    assert full.test_set[0].intervals is None  # testing never carries them
+
+
 def test_training_stream_is_seeded(fs) -> None:
     def names(seed: int) -> list[list[str]]:
         loader = PWESDataModule(fs, ["s3"], batch_size=2, seed=seed).train_dataloader()

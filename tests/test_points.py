@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pwes.data.layout import Interval
-from pwes.data.points import frame_to_snippet, sample_points, snippet_points, video_label
+from pwes.data.points import PointLabel, frame_to_snippet, sample_points, snippet_intervals, snippet_points, video_label
 
 INTERVALS = [Interval("v", "s", 10, 20, "ME", 12), Interval("v", "s", 100, 180, "MaE", None)]
 
@@ -57,3 +57,17 @@ def test_snippet_points_and_video_label() -> None:
     assert grid[1, 0] == 1 and grid[17, 1] == 1 and grid.sum() == 2
     np.testing.assert_array_equal(video_label(INTERVALS[:1]), [1, 0])
     np.testing.assert_array_equal(video_label([]), [0, 0])
+
+
+def test_an_me_and_an_mae_point_in_one_snippet_set_both_columns() -> None:
+    grid = snippet_points([PointLabel(10, 0), PointLabel(12, 1)], 4, 8, 8)
+    assert grid[1].tolist() == [1.0, 1.0] and grid.sum() == 2
+
+
+def test_snippet_intervals_cover_the_whole_interval() -> None:
+    # snippet t covers frames [8t, 8t+8), centre 8t+3.5: ME [10, 20] -> centres 11.5, 19.5 (t=1, 2);
+    # a 2-frame MaE [41, 42] holds no centre: the snippet nearest its middle (t=5) counts
+    intervals = [Interval("v", "s", 10, 20, "ME", 12), Interval("v", "s", 41, 42, "MaE", None)]
+    grid = snippet_intervals(intervals, 8, 8, 8)
+    assert grid[:, 0].tolist() == [0, 1, 1, 0, 0, 0, 0, 0]
+    assert grid[:, 1].tolist() == [0, 0, 0, 0, 0, 1, 0, 0]

@@ -24,6 +24,9 @@ class VideoItem:
     points: Tensor  # [T, C] float: 1 at the snippet of each point label, of its class
     num_frames: int = 0
     fps: float = 0.0
+    # [T, C] float: 1 where the snippet lies in an annotated interval of that class. Only under
+    # model.supervision=full; None otherwise, so weak training never holds onset/offset.
+    intervals: Tensor | None = None
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Batch:
     subjects: list[str] = field(default_factory=list)
     num_frames: list[int] = field(default_factory=list)
     fps: list[float] = field(default_factory=list)
+    intervals: Tensor | None = None  # [B, T, C] interval labels (full supervision only)
 
     def to(self, device: torch.device | str) -> "Batch":
         """The batch with every tensor moved to ``device``."""
@@ -51,6 +55,7 @@ class Batch:
             lengths=self.lengths.to(device),
             video_labels=self.video_labels.to(device),
             points=self.points.to(device),
+            intervals=None if self.intervals is None else self.intervals.to(device),
         )
 
     def __len__(self) -> int:
@@ -85,4 +90,5 @@ def collate(items: Sequence[VideoItem]) -> Batch:
         subjects=[i.subject for i in items],
         num_frames=[i.num_frames for i in items],
         fps=[i.fps for i in items],
+        intervals=pad([i.intervals for i in items]) if all(i.intervals is not None for i in items) else None,
     )

@@ -16,9 +16,11 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from pwes.data.batch import NUM_CLASSES, VideoItem, collate
 from pwes.data.layout import FeatureSet, load_features
-from pwes.data.points import sample_points, snippet_points, video_label
+from pwes.data.points import sample_points, snippet_intervals, snippet_points, video_label
 
-SUPERVISION_MODES = ("point", "video")
+# point: video labels + point labels (PWES); video: video labels only (Table I baseline);
+# full: also the whole annotated intervals as snippet labels (the fully supervised reference).
+SUPERVISION_MODES = ("point", "video", "full")
 CACHE_MODES = ("auto", "memory", "none")
 
 
@@ -59,6 +61,8 @@ class VideoDataset(Dataset):
         self.videos = list(videos)
         self.supervision = supervision
         self.labels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # Interval labels exist only under full supervision: weak training never sees onset/offset.
+        self.intervals: dict[str, np.ndarray] = {}
         self.apex_fallbacks = 0
         for name in self.videos:
             intervals = feature_set.intervals[name]
@@ -69,6 +73,8 @@ class VideoDataset(Dataset):
             if supervision == "video":
                 grid[:] = 0.0
             self.labels[name] = (video_label(intervals, NUM_CLASSES), grid)
+            if supervision == "full":
+                self.intervals[name] = snippet_intervals(intervals, t, feature_set.snippet_length, feature_set.stride, NUM_CLASSES)
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if in_memory else None
 
     def __len__(self) -> int:
@@ -88,7 +94,11 @@ class VideoDataset(Dataset):
         info = self.feature_set.videos[name]
         rgb, flow = self._features(name)
         label, points = self.labels[name]
-        return VideoItem(name, info.subject, rgb, flow, torch.from_numpy(label), torch.from_numpy(points), info.num_frames, info.fps)
+        spans = self.intervals.get(name)
+        return VideoItem(
+            name, info.subject, rgb, flow, torch.from_numpy(label), torch.from_numpy(points), info.num_frames, info.fps,
+            intervals=None if spans is None else torch.from_numpy(spans),
+        )
 
 
 class PWESDataModule(L.LightningDataModule):

@@ -1,4 +1,5 @@
-"""Point labels: one frame per ground-truth interval, the only supervision PWES trains with.
+"""Point labels: one frame per ground-truth interval, the only supervision PWES trains with
+(and, for the full-supervision reference only, the snippets of the whole intervals).
 
 ``random`` draws the frame uniformly inside [onset, offset] (the paper's "arbitrary single frame");
 ``apex`` takes the annotated apex (Table VIII) and falls back to the interval's middle frame when
@@ -53,10 +54,30 @@ def frame_to_snippet(frame: int, snippet_length: int, stride: int, num_snippets:
 
 
 def snippet_points(points: Sequence[PointLabel], num_snippets: int, snippet_length: int, stride: int, num_classes: int = 2) -> np.ndarray:
-    """[T, C] float32 array with 1 at each point's snippet in its class column."""
+    """[T, C] float32 array with 1 at each point's snippet in its class column.
+
+    Two points of different classes in one snippet set both columns: the snippet is positive for
+    both (multi-label; see ``pwes.model.targets``). Two of the same class collapse into one 1.
+    """
     out = np.zeros((num_snippets, num_classes), dtype=np.float32)
     for point in points:
         out[frame_to_snippet(point.frame, snippet_length, stride, num_snippets), point.label] = 1.0
+    return out
+
+
+def snippet_intervals(intervals: Sequence[Interval], num_snippets: int, snippet_length: int, stride: int, num_classes: int = 2) -> np.ndarray:
+    """[T, C] float32: 1 where a snippet's centre frame lies in an interval of that class, plus
+    the snippet nearest the interval's middle (so a interval shorter than a snippet still counts).
+
+    For ``model.supervision=full`` only: the whole annotated intervals as snippet labels.
+    """
+    out = np.zeros((num_snippets, num_classes), dtype=np.float32)
+    centres = np.arange(num_snippets) * stride + (snippet_length - 1) / 2
+    for interval in intervals:
+        inside = (centres >= interval.onset) & (centres <= interval.offset)
+        out[inside, interval.label] = 1.0
+        middle = frame_to_snippet((interval.onset + interval.offset) // 2, snippet_length, stride, num_snippets)
+        out[middle, interval.label] = 1.0
     return out
 
 
