@@ -38,13 +38,13 @@ def measure(preset: str, cache_dir: str, steps: int, cache: str, hidden: int) ->
     validate_s = time.perf_counter() - started
     after_validate = peak_rss_mb()
     dm = PWESDataModule(fs, [fs.subjects[0]], batch_size=8, cache=cache, seed=0)
-    model = PWESModule(rgb_dim=fs.feature_dims[0], flow_dim=fs.feature_dims[1], region_counts={"background": 10, "me": 2, "mae": 3}, pretrain_steps=0, network={"stream_dim": hidden, "fused_dim": 2 * hidden, "attention_dim": hidden // 2})
+    model = PWESModule(rgb_dim=fs.feature_dims[0], flow_dim=fs.feature_dims[1], network={"stream_dim": hidden, "fused_dim": 2 * hidden, "attention_dim": hidden // 2})
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
     loader = iter(dm.train_dataloader())
     started = time.perf_counter()
     for step in range(steps):
         batch = next(loader)
-        loss = model.compute_losses(batch, model.network(batch.rgb, batch.flow, batch.mask), True, update_memory=True).total
+        loss = model.compute_losses(batch, model.network(batch.rgb, batch.flow, batch.mask)).total
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

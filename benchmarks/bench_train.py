@@ -9,8 +9,9 @@ videos x 368 snippets x 1024 + 1024 features) and a small one (4 x 96 x 1024 + 1
     python benchmarks/bench_train.py --device cuda      # TF32 enabled on CUDA
     python benchmarks/bench_train.py --set network.stream_dim=1024 network.fused_dim=2048
 
-The loop is a plain PyTorch loop over the module's own ``compute_losses`` (the Lightning Trainer
-adds a small constant per step on top).
+The loop is a plain PyTorch loop over the module's own ``training_step``, with what the MPLG and
+DFCL callbacks contribute after the switch (the Lightning Trainer adds a small constant per step
+on top).
 """
 
 from __future__ import annotations
@@ -49,13 +50,7 @@ def build_module(rgb_dim: int, flow_dim: int, overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONF_MODEL), version_base="1.3"):
         cfg = compose("pwes", overrides=overrides)
     cfg.optimizer.lr = 0.0005  # dataset.lr of CAS(ME)^2
-    return instantiate(
-        cfg,
-        rgb_dim=rgb_dim,
-        flow_dim=flow_dim,
-        region_counts={"background": 10, "me": 2, "mae": 3},
-        pretrain_steps=80,
-    )
+    return instantiate(cfg, rgb_dim=rgb_dim, flow_dim=flow_dim)
 
 
 def random_batch(batch: int, snippets: int, dim: int, device: torch.device, seed: int = 0):
@@ -81,13 +76,18 @@ def random_batch(batch: int, snippets: int, dim: int, device: torch.device, seed
 
 def time_steps(module, batch, optimizer, pseudo_active: bool, steps: int, warmup: int, device: torch.device) -> float:
     """Mean seconds per training iteration after ``warmup`` untimed ones."""
-    module.set_pseudo_labels_enabled(pseudo_active)
+    from pwes.callbacks import DFCLCallback, MPLGCallback
+
+    mplg, dfcl = MPLGCallback(), DFCLCallback(regions={"background": 10, "me": 2, "mae": 3})
+    dfcl.bank = dfcl.make_bank(module.feature_dim).to(device)
 
     def step() -> None:
-        output = module.network(batch.rgb, batch.flow, batch.mask)
-        report = module.compute_losses(batch, output, pseudo_active=pseudo_active, update_memory=True)
+        if pseudo_active:  # what the two callbacks do before each batch (pwes.callbacks)
+            module.contribute("mplg", targets=mplg.pseudo_targets(module.clean_forward(batch), batch))
+            module.contribute("contrastive", loss_term=lambda context: dfcl.contrastive_loss(context, module), weight=0.1)
+        loss = module.training_step(batch, 0)
         optimizer.zero_grad(set_to_none=True)
-        report.total.backward()
+        loss.backward()
         optimizer.step()
 
     for _ in range(warmup):

@@ -26,8 +26,9 @@ def test_default_is_full_pwes_on_the_synthetic_default() -> None:
     cfg = compose_train()
     assert cfg.dataset.name == "synthetic_small"
     assert cfg.fold == "all"
-    assert cfg.model.supervision == "point" and cfg.model.pseudo == "mplg" and cfg.model.dfcl.enabled
-    assert cfg.model.mplg.threshold == 0.8 and cfg.model.mplg.top_ratio == 0.3
+    assert cfg.model.supervision == "point" and set(cfg.callbacks) == {"mplg", "dfcl"}
+    assert cfg.callbacks.mplg.threshold == 0.8 and cfg.callbacks.mplg.top_ratio == 0.3
+    assert cfg.callbacks.mplg.start_step == cfg.callbacks.dfcl.start_step == cfg.dataset.pretrain_steps
     assert cfg.logger._target_.endswith("WandbLogger") and cfg.logger.offline is True
     ProposalConfig(**OmegaConf.to_container(cfg.proposals))
     MatchConfig(**OmegaConf.to_container(cfg.evaluation))
@@ -48,10 +49,9 @@ def test_paper_settings_per_dataset(dataset: str, lr: float, pretrain: int, snip
 
 def test_ablation_rows() -> None:
     assert compose_train(["ablation=baseline"]).model.supervision == "video"
-    pplm = compose_train(["ablation=pplm"]).model
-    assert pplm.pseudo == "pplm" and not pplm.dfcl.enabled
-    mplg = compose_train(["ablation=mplg"]).model
-    assert mplg.pseudo == "mplg" and not mplg.dfcl.enabled
+    assert set(compose_train(["ablation=pplm"]).callbacks) == {"pplm"}
+    assert set(compose_train(["ablation=mplg"]).callbacks) == {"mplg"}
+    assert set(compose_train(["ablation=mplg_dfcl"]).callbacks) == {"mplg", "dfcl"}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -61,6 +61,18 @@ def test_experiments_compose_and_sweep_something(experiment: str) -> None:
     assert params, f"{experiment} sweeps nothing"
     assert cfg.sweep_name == f"{experiment}_casme2"
     assert any("," in str(v) for v in params.values())
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_job_of_an_experiment_composes(experiment: str) -> None:
+    """Each swept value is a valid override of the composed config (keys moved to callbacks.*)."""
+    params = compose_train([f"experiment={experiment}", "dataset=casme2", "dataset.root=/data/x"]).hydra.sweeper.params
+    fixed = [f"{k}={v}" for k, v in params.items() if "," not in str(v)]
+    for key, values in params.items():
+        for value in str(values).split(",") if "," in str(values) else []:
+            cfg = compose_train([f"experiment={experiment}", "dataset=casme2", "dataset.root=/data/x", *fixed, f"{key}={value}"])
+            if "/" not in key and key != "ablation":
+                assert str(OmegaConf.select(cfg, key)) == value, (experiment, key, value)
 
 
 def test_every_table_has_an_experiment() -> None:

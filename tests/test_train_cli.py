@@ -84,20 +84,20 @@ def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict], tmp_
 @pytest.mark.slow
 def test_resume_refuses_a_different_config(full_run: tuple[Path, dict], tmp_path: Path) -> None:
     run_train(tmp_path, "logger=none", "run_name=x", "fold=s01")
-    proc = run_train(tmp_path, "logger=none", "run_name=x", "fold=s01", "model.mplg.threshold=0.5", check=False)
+    proc = run_train(tmp_path, "logger=none", "run_name=x", "fold=s01", "callbacks.mplg.threshold=0.5", check=False)
     assert proc.returncode == 2
-    assert "different config" in proc.stderr and "model" in proc.stderr
+    assert "different config" in proc.stderr and "callbacks" in proc.stderr
 
 
 def test_multirun_and_report(tmp_path: Path) -> None:
-    run_train(tmp_path, "-m", "logger=none", "fold=s01", "model.mplg.threshold=0.6,0.8", "sweep_name=theta")
+    run_train(tmp_path, "-m", "logger=none", "fold=s01", "callbacks.mplg.threshold=0.6,0.8", "sweep_name=theta")
     sweep = tmp_path / "outputs" / "multiruns" / "theta"
     jobs = sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").exists())
     assert len(jobs) == 2
     proc = subprocess.run([sys.executable, "-m", "pwes.report", str(sweep)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].startswith("| model.mplg.threshold | F1(0.5) | F1(1.0) | F1(p) | REC | PRE | F1 |")
+    assert lines[0].startswith("| callbacks.mplg.threshold | F1(0.5) | F1(1.0) | F1(p) | REC | PRE | F1 |")
     assert lines[2].startswith("| 0.6 |") and lines[3].startswith("| 0.8 |")
     assert (sweep / "report.csv").exists() and (sweep / "report.png").stat().st_size > 0
     assert (sweep / "report.md").read_text() == proc.stdout

@@ -122,10 +122,15 @@ def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
 
 
 def build_model(cfg: DictConfig, feature_set: FeatureSet) -> L.LightningModule:
-    """The configured LightningModule for this feature set's widths and the dataset's settings."""
+    """The configured LightningModule for this feature set's widths. Pseudo labels and DFCL are
+    callbacks (``build_callbacks``); their dataset settings arrive by interpolation in conf/."""
     rgb_dim, flow_dim = feature_set.feature_dims
-    regions = OmegaConf.to_container(cfg.dataset.regions, resolve=True)
-    return hydra.utils.instantiate(cfg.model, rgb_dim=rgb_dim, flow_dim=flow_dim, region_counts=regions, pretrain_steps=int(cfg.dataset.pretrain_steps), _recursive_=False)
+    return hydra.utils.instantiate(cfg.model, rgb_dim=rgb_dim, flow_dim=flow_dim, _recursive_=False)
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """The configured ``callbacks.*`` (MPLG or another pseudo-label source, DFCL), fresh per fold."""
+    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
 
 
 def build_datamodule(cfg: DictConfig, feature_set: FeatureSet, test_subjects: Sequence[str]) -> PWESDataModule:
@@ -190,7 +195,7 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     name = f"{group}/fold-{subject}" if subject is not None else f"{group}/all-subjects"
     logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), fold_dir, name, group)
     tracking.log_config(logger, to_container(cfg))
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
+    callbacks = build_callbacks(cfg)
     metadata = model_metadata(cfg, feature_set, train_subjects)
     callbacks.append(CheckpointMetadata(metadata))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))

@@ -1,16 +1,38 @@
-"""The PWES LightningModule: network, pseudo labels (MPLG or PPLM), DFCL memory bank and the
-joint loss of eq. 18, plus prediction trimmed to each video's real length.
+"""The PWES LightningModule: the network, the losses that exist from step 0, prediction trimmed
+to each video's real length, and one hook through which callbacks add to training.
 
 The training loop builds it from ``conf/model/pwes.yaml``::
 
-    hydra.utils.instantiate(cfg.model, rgb_dim=..., flow_dim=..., region_counts=cfg.dataset.regions,
-                            pretrain_steps=cfg.dataset.pretrain_steps)
+    hydra.utils.instantiate(cfg.model, rgb_dim=..., flow_dim=...)
 
-Pseudo labels and DFCL are off until ``pseudo_labels_enabled`` is set, which
-:class:`pwes.model.switch.PretrainingSwitch` does from ``trainer.global_step`` before every batch;
-without the callback the module trains as pure pretraining (MIL, attention losses and, under point
-supervision, the point-label snippet loss). Supervision ``video`` is the Table I baseline: MC-WES
-without its consistency losses, so no point labels, no pseudo labels and no DFCL.
+**Losses from step 0** (paper eq. 18 without its contrastive term): video-level MIL on both
+branches, guide, sparsity, mutual learning and the snippet loss, which under point supervision
+trains on the point labels (``model.loss.points_before_switch``) until a callback adds pseudo
+labels. ``supervision``: ``point`` (PWES), ``video`` (the Table I baseline: video labels only, no
+snippet loss) or ``full`` (the reference: snippet labels from the whole annotated intervals,
+``batch.intervals``; callbacks contribute nothing).
+
+**The callback hook.** MPLG, PPLM, the Gaussian labels and DFCL live in ``pwes.callbacks`` as
+Lightning callbacks with their own ``start_step``; the module knows none of them. A callback,
+typically in ``on_train_batch_start``, calls
+
+    ``module.contribute(name, targets=None, loss_term=None, weight=1.0)``
+
+which holds for the **next training step only** (the module forgets every contribution after the
+step, so removing a callback removes its mechanism and nothing is left in the module's state):
+
+* ``targets``: a :class:`pwes.model.targets.SnippetTargets` of pseudo labels for the snippet loss
+  (soft targets allowed; optional ``class_weights`` scale the foreground probabilities). The
+  module puts the point labels over them (a point snippet keeps full weight and its point
+  target). At most one callback may contribute targets per step.
+* ``loss_term``: a function of a :class:`StepContext` (the batch, the training forward's output
+  with gradients, the combined snippet targets) returning a scalar; it is added to the total with
+  ``weight`` and logged as ``train/loss_<name>``.
+
+Callbacks read the batch through :meth:`PWESModule.clean_forward`: the network in eval mode (no
+dropout) under ``torch.no_grad``, computed once per batch and shared; pseudo labels are made from
+it, never from the dropout-perturbed training forward. ``takes_pseudo_labels`` says whether the
+module accepts contributions at all (point supervision only).
 """
 
 from __future__ import annotations
@@ -18,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -29,17 +51,9 @@ from torch import Tensor
 
 from pwes.config import ConfigError
 from pwes.data.batch import Batch
-from pwes.model.dfcl import (
-    DFCLConfig,
-    RegionCounts,
-    RegionVectors,
-    contrastive_anchors,
-    info_nce,
-    sample_region_vectors,
-)
 from pwes.model.losses import (
+    LOSS_NAMES,
     LossConfig,
-    combine_labels,
     guide_loss,
     mutual_loss,
     snippet_loss,
@@ -47,13 +61,10 @@ from pwes.model.losses import (
     sparsity_loss,
     video_mil_loss,
 )
-from pwes.model.memory_bank import RegionMemoryBank
-from pwes.model.mplg import MPLGConfig, PseudoLabels, generate_mplg
 from pwes.model.network import NetworkConfig, NetworkOutput, PWESNetwork, parse_settings
-from pwes.model.pplm import PPLMConfig, generate_pplm
+from pwes.model.targets import SnippetTargets, combine_targets, interval_targets
 
-SUPERVISIONS = ("point", "video")
-PSEUDO_SOURCES = ("mplg", "pplm", "none")
+SUPERVISIONS = ("point", "video", "full")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 5e-4}
 
 
@@ -70,14 +81,34 @@ class VideoPrediction:
 
 
 @dataclass
+class StepContext:
+    """What a contributed loss term sees: the training step's batch, the training forward (with
+    gradients and dropout) and the snippet targets the snippet loss used (None without any)."""
+
+    batch: Batch
+    output: NetworkOutput
+    targets: SnippetTargets | None
+
+
+LossTerm = Callable[[StepContext], Tensor]
+
+
+@dataclass
+class Contributions:
+    """What callbacks handed the module for one training step."""
+
+    targets: SnippetTargets | None = None
+    targets_from: str | None = None
+    terms: dict[str, tuple[LossTerm, float]] = field(default_factory=dict)
+
+
+@dataclass
 class LossReport:
-    """Every loss term of one batch, their weighted total and what produced them."""
+    """Every loss term of one batch, their weighted total and the snippet targets used."""
 
     terms: dict[str, Tensor]
     total: Tensor
-    labels: Tensor | None  # [B, T, 3] snippet labels used by the snippet loss (point supervision)
-    pseudo: PseudoLabels | None
-    regions: RegionVectors | None
+    targets: SnippetTargets | None  # [B, T, 3] targets of the snippet loss (None: no snippet loss)
 
 
 def _plain(value: Any) -> Any:
@@ -131,50 +162,28 @@ class PWESModule(L.LightningModule):
         self,
         rgb_dim: int,
         flow_dim: int,
-        region_counts: Mapping[str, int] | None = None,
-        pretrain_steps: int = 0,
         supervision: str = "point",
-        pseudo: str = "mplg",
         network: Mapping[str, Any] | None = None,
-        mplg: Mapping[str, Any] | None = None,
-        pplm: Mapping[str, Any] | None = None,
-        dfcl: Mapping[str, Any] | None = None,
         loss: Mapping[str, Any] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | Mapping[str, Any] | None = None,
         optimizer_config: Mapping[str, Any] | None = None,
     ) -> None:
         """Build the model.
 
-        ``rgb_dim``/``flow_dim``: snippet feature widths. ``region_counts``: DFCL regions per video
-        ``{background, me, mae}`` (CAS(ME)^2's 10/2/3 when omitted). ``pretrain_steps``: iterations
-        before MPLG and DFCL switch on. ``supervision``: ``point`` or ``video``. ``pseudo``:
-        ``mplg``, ``pplm`` or ``none``. ``network``/``mplg``/``pplm``/``dfcl``/``loss``: settings
-        mappings (see the dataclasses they fill). ``optimizer``: a partial optimizer (Hydra
-        ``_partial_: true``); it is not pickled, its description is saved as ``optimizer_config``
-        so that ``load_from_checkpoint`` needs nothing else.
+        ``rgb_dim``/``flow_dim``: snippet feature widths. ``supervision``: ``point``, ``video`` or
+        ``full``. ``network``/``loss``: settings mappings (see the dataclasses they fill).
+        ``optimizer``: a partial optimizer (Hydra ``_partial_: true``); it is not pickled, its
+        description is saved as ``optimizer_config`` so ``load_from_checkpoint`` needs nothing else.
         """
         super().__init__()
         if supervision not in SUPERVISIONS:
             raise ConfigError(f"model.supervision: {supervision!r} is not one of {', '.join(SUPERVISIONS)}")
-        if pseudo not in PSEUDO_SOURCES:
-            raise ConfigError(f"model.pseudo: {pseudo!r} is not one of {', '.join(PSEUDO_SOURCES)}")
-        if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) or pretrain_steps < 0:
-            raise ConfigError(f"dataset.pretrain_steps: must be a whole number >= 0, got {pretrain_steps!r}")
-
         self.network_config = parse_settings(NetworkConfig, _plain(network), "model.network")
-        self.mplg_config = parse_settings(MPLGConfig, _plain(mplg), "model.mplg")
-        self.pplm_config = parse_settings(PPLMConfig, _plain(pplm), "model.pplm")
-        self.dfcl_config = parse_settings(DFCLConfig, _plain(dfcl), "model.dfcl")
         self.loss_config = parse_settings(LossConfig, _plain(loss), "model.loss")
-        self.region_counts = RegionCounts.from_mapping(_plain(region_counts))
 
         # Saved hyperparameters: every setting spelled out, plain containers only.
         network = _plain(self.network_config)
-        mplg = _plain(self.mplg_config)
-        pplm = _plain(self.pplm_config)
-        dfcl = _plain(self.dfcl_config)
         loss = _plain(self.loss_config)
-        region_counts = self.region_counts.as_dict()
         self._optimizer_factory: Callable[..., torch.optim.Optimizer] | None = None
         if optimizer is not None:
             optimizer_config = optimizer_to_config(optimizer)
@@ -185,50 +194,87 @@ class PWESModule(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
 
         self.supervision = supervision
-        self.pseudo_source = pseudo
-        self.pretrain_steps = int(pretrain_steps)
-        self.pseudo_labels_enabled = False
         self.network = PWESNetwork(rgb_dim, flow_dim, self.network_config)
-        self.memory_bank: RegionMemoryBank | None = None
-        if self.uses_dfcl:
-            capacities = [self.dfcl_config.bank_videos * n for n in self.region_counts.as_tuple()]
-            self.memory_bank = RegionMemoryBank(capacities, self.network.feature_dim)
+        self._contributions = Contributions()
+        self._clean: tuple[Batch, NetworkOutput] | None = None
 
-    # ----------------------------------------------------------------------------------- switches
+    # ------------------------------------------------------------------------- the callback hook
     @property
-    def uses_pseudo_labels(self) -> bool:
-        """Whether pseudo labels are generated once the switch is on."""
-        return self.supervision == "point" and self.pseudo_source != "none"
+    def takes_pseudo_labels(self) -> bool:
+        """Whether callbacks may contribute (point supervision only)."""
+        return self.supervision == "point"
 
     @property
-    def uses_dfcl(self) -> bool:
-        """Whether DFCL (memory bank and contrastive loss) is part of this model."""
-        return self.supervision == "point" and self.dfcl_config.enabled
+    def feature_dim(self) -> int:
+        """Width of the fused features F (what DFCL's memory bank stores)."""
+        return self.network.feature_dim
 
-    def set_pseudo_labels_enabled(self, flag: bool) -> None:
-        """Switch MPLG/PPLM and DFCL on or off (the pretraining switch calls this)."""
-        self.pseudo_labels_enabled = bool(flag)
+    def contribute(
+        self,
+        name: str,
+        *,
+        targets: SnippetTargets | None = None,
+        loss_term: LossTerm | None = None,
+        weight: float = 1.0,
+    ) -> None:
+        """Hand the next training step pseudo-label ``targets`` and/or a ``loss_term`` (see the
+        module docstring). ``name`` names the contributor and the logged term."""
+        if not self.takes_pseudo_labels:
+            raise RuntimeError(f"{name}: the module takes no contributions under supervision={self.supervision!r}")
+        if targets is not None:
+            if self._contributions.targets is not None and self._contributions.targets_from != name:
+                raise ConfigError(
+                    f"callbacks: both {self._contributions.targets_from!r} and {name!r} give pseudo labels; "
+                    "configure one pseudo-label callback (callbacks/pseudo=...)"
+                )
+            self._contributions.targets, self._contributions.targets_from = targets, name
+        if loss_term is not None:
+            if name in LOSS_NAMES:
+                raise ValueError(f"{name}: a contributed loss term cannot reuse a built-in name ({', '.join(LOSS_NAMES)})")
+            self._contributions.terms[name] = (loss_term, float(weight))
+
+    @torch.no_grad()
+    def clean_forward(self, batch: Batch) -> NetworkOutput:
+        """The network's outputs for ``batch`` in eval mode (no dropout) without gradients; the
+        module's train/eval mode is restored. Cached for the current batch."""
+        if self._clean is not None and self._clean[0] is batch:
+            return self._clean[1]
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            output = self.network(batch.rgb, batch.flow, batch.mask)
+        finally:
+            self.network.train(was_training)
+        self._clean = (batch, output)
+        return output
 
     # ------------------------------------------------------------------------------------ forward
     def forward(self, batch: Batch) -> NetworkOutput:
         """The network's outputs for a batch."""
         return self.network(batch.rgb, batch.flow, batch.mask)
 
-    def generate_pseudo_labels(self, output: NetworkOutput, points: Tensor, mask: Tensor) -> PseudoLabels:
-        """Pseudo labels by the configured source (MPLG or PPLM) from the network's outputs."""
-        args = (output.features, output.attention, output.tcam, points, mask)
-        if self.pseudo_source == "pplm":
-            return generate_pplm(*args, config=self.pplm_config)
-        return generate_mplg(*args, config=self.mplg_config)
+    def snippet_targets(self, batch: Batch, pseudo: SnippetTargets | None = None) -> SnippetTargets | None:
+        """Targets of the snippet loss for this supervision; None when there is no snippet loss."""
+        mask = batch.mask.bool()
+        if self.supervision == "full":
+            if batch.intervals is None:
+                raise ValueError("model.supervision=full: the batch carries no interval labels (batch.intervals)")
+            return interval_targets(batch.intervals, mask)
+        if self.supervision == "video":
+            return None
+        if pseudo is None and not self.loss_config.points_before_switch:
+            return None
+        return combine_targets(batch.points, pseudo, mask)
 
     def compute_losses(
-        self, batch: Batch, output: NetworkOutput, pseudo_active: bool, update_memory: bool = False
+        self,
+        batch: Batch,
+        output: NetworkOutput,
+        pseudo: SnippetTargets | None = None,
+        extra_terms: Mapping[str, tuple[LossTerm, float]] | None = None,
     ) -> LossReport:
-        """Every loss term for ``batch`` given the network's ``output``.
-
-        ``pseudo_active``: generate pseudo labels and run DFCL (after pretraining).
-        ``update_memory``: enqueue this batch's region vectors into the memory bank afterwards.
-        """
+        """Every loss term for ``batch`` given the training forward's ``output``, the pseudo-label
+        targets and the contributed terms ``{name: (function, weight)}``."""
         mask = batch.mask.bool()
         video_labels = batch.video_labels.to(output.tcam.dtype)
         attentions = [output.attention, output.attention_rgb, output.attention_flow]
@@ -239,60 +285,35 @@ class PWESModule(L.LightningModule):
             "sparsity": sparsity_loss(attentions, mask),
             "mutual": mutual_loss(output.attention_rgb, output.attention_flow, mask),
         }
-        pseudo: PseudoLabels | None = None
-        labels: Tensor | None = None
-        regions: RegionVectors | None = None
-        zero = output.tcam.new_zeros(())
-        if self.supervision == "point":
-            if pseudo_active and self.uses_pseudo_labels:
-                pseudo = self.generate_pseudo_labels(output, batch.points, mask)
-            labels = combine_labels(batch.points, pseudo, mask)
-            if pseudo_active or self.loss_config.points_before_switch:
-                reweight = pseudo is not None and self.pseudo_source == "mplg" and self.mplg_config.class_similarity
-                probabilities = snippet_probabilities(output.tcam, pseudo.class_weights if reweight else None)
-                terms["snippet"] = snippet_loss(probabilities, labels)
-            else:
-                terms["snippet"] = zero
-            if self.memory_bank is not None:
-                terms["contrastive"] = zero
-                if pseudo_active:
-                    regions = sample_region_vectors(output.features, labels, self.region_counts)
-                    anchors, anchor_classes = contrastive_anchors(regions)
-                    keys, key_classes = self.memory_bank.keys()
-                    terms["contrastive"] = info_nce(
-                        anchors, anchor_classes, keys, key_classes, self.dfcl_config.temperature
-                    )
-                    if update_memory:
-                        self.memory_bank.enqueue(*regions.flatten())
-        total = sum(self.loss_config.weight(name) * value for name, value in terms.items())
-        return LossReport(terms=terms, total=total, labels=labels, pseudo=pseudo, regions=regions)
+        weights = {name: self.loss_config.weight(name) for name in terms}
+        targets = self.snippet_targets(batch, pseudo)
+        if targets is not None:
+            probabilities = snippet_probabilities(output.tcam, targets.class_weights)
+            terms["snippet"] = snippet_loss(probabilities, targets.targets, targets.weight)
+        elif self.supervision == "point":  # logged as 0 until the points or pseudo labels arrive
+            terms["snippet"] = output.tcam.sum() * 0.0
+        if "snippet" in terms:
+            weights["snippet"] = self.loss_config.weight("snippet")
+        context = StepContext(batch, output, targets)
+        for name, (term, weight) in (extra_terms or {}).items():
+            terms[name], weights[name] = term(context), weight
+        total = sum(weights[name] * value for name, value in terms.items())
+        return LossReport(terms=terms, total=total, targets=targets)
 
     # ----------------------------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """One iteration: forward, pseudo labels and DFCL when switched on, logged loss terms."""
-        output = self.network(batch.rgb, batch.flow, batch.mask)
-        report = self.compute_losses(batch, output, pseudo_active=self.pseudo_labels_enabled, update_memory=True)
+        """One iteration: the training forward, the losses with this step's contributions."""
+        contributions, self._contributions = self._contributions, Contributions()
+        try:
+            output = self.network(batch.rgb, batch.flow, batch.mask)
+            report = self.compute_losses(batch, output, contributions.targets, contributions.terms)
+        finally:
+            self._clean = None
         size = len(batch)
         for name, value in report.terms.items():
             self.log(f"train/loss_{name}", value.detach(), batch_size=size)
         self.log("train/loss", report.total.detach(), batch_size=size, prog_bar=True)
-        if self.supervision == "point":
-            self.log("train/pseudo_active", float(self.pseudo_labels_enabled), batch_size=size)
-            for name, count in self.pseudo_label_counts(report.pseudo, size).items():
-                self.log(f"train/{name}", count, batch_size=size)
         return report.total
-
-    @staticmethod
-    def pseudo_label_counts(pseudo: PseudoLabels | None, videos: int) -> dict[str, Tensor | float]:
-        """Mean number of pseudo-labelled snippets per video: ME, MaE foreground and background."""
-        if pseudo is None:
-            return {"pseudo_fg_me": 0.0, "pseudo_fg_mae": 0.0, "pseudo_bg": 0.0}
-        fg = pseudo.foreground.float()
-        return {
-            "pseudo_fg_me": fg[..., 0].sum() / videos,
-            "pseudo_fg_mae": fg[..., 1].sum() / videos,
-            "pseudo_bg": pseudo.background.float().sum() / videos,
-        }
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """The configured (partial) optimizer over the network's parameters."""

@@ -1,0 +1,72 @@
+"""What every PWES training callback shares: a ``start_step`` milestone, and for pseudo-label
+sources the per-batch flow (clean forward -> targets -> ``module.contribute``).
+
+A callback is active on a training batch when ``trainer.global_step >= start_step`` (iteration
+``start_step``, 0-based, is the first) and the module takes pseudo labels (point supervision; under
+video or full supervision every callback does nothing). The step comes from the trainer, so a run
+resumed from a checkpoint is active again from its first batch.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from pwes.config import ConfigError
+from pwes.data.batch import Batch
+from pwes.model.network import NetworkOutput
+from pwes.model.targets import SnippetTargets, target_counts
+
+REQUIRED = ("takes_pseudo_labels", "contribute", "clean_forward")
+
+
+def check_start_step(start_step: Any, where: str) -> int:
+    """``start_step`` as a whole number >= 0, or a one-line ConfigError naming ``where``."""
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+        raise ConfigError(f"{where}.start_step: must be a whole number >= 0, got {start_step!r}")
+    return int(start_step)
+
+
+class MilestoneCallback(Callback):
+    """A callback that acts from ``start_step`` on (the pretraining iterations before it)."""
+
+    config_key = "callbacks"  # where its settings live, for error messages
+
+    def __init__(self, start_step: int = 0) -> None:
+        self.start_step = check_start_step(start_step, self.config_key)
+
+    def active(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+        """Whether to act on the coming batch."""
+        missing = [name for name in REQUIRED if not hasattr(pl_module, name)]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__}: {type(pl_module).__name__} has no {', '.join(missing)}; "
+                "use it with pwes.model.module.PWESModule"
+            )
+        return bool(pl_module.takes_pseudo_labels) and trainer.global_step >= self.start_step
+
+
+class PseudoLabelCallback(MilestoneCallback):
+    """Base of the pseudo-label sources: from ``start_step`` on, before every training batch,
+    targets from the module's clean forward (eval mode, no gradient) go to the snippet loss, and
+    their counts are logged (``train/pseudo_fg_me``, ``train/pseudo_fg_mae``, ``train/pseudo_bg``).
+
+    A new source subclasses this and implements :meth:`pseudo_targets`.
+    """
+
+    name = "pseudo"
+
+    @abstractmethod
+    def pseudo_targets(self, output: NetworkOutput, batch: Batch) -> SnippetTargets:
+        """Pseudo-label targets for ``batch`` from the clean forward's ``output``."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if not self.active(trainer, pl_module):
+            return
+        targets = self.pseudo_targets(pl_module.clean_forward(batch), batch)
+        pl_module.contribute(self.name, targets=targets)
+        for key, value in target_counts(targets, len(batch)).items():
+            pl_module.log(f"train/{key}", value, batch_size=len(batch))
