@@ -3,15 +3,20 @@ threshold is tested in test_calibration.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from pwes.config import ConfigError
+from pwes.config import ConfigError, validate_run_settings
 from pwes.data.layout import load_feature_set
 from pwes.evaluation.megc import MatchConfig, score, write_proposals_csv
 from pwes.inference.proposals import Proposal
+from pwes.io import save_npz
 from pwes.protocol import pool_folds, prepare_run_folder
+from pwes.run_folder import RunFolderError, data_fingerprint, fingerprint_differences, interrupted_message
 
 CONFIG = {"seed": 0, "fold": "all", "model": {"lr": 1.0}, "trainer": {"max_steps": 5, "enable_progress_bar": True}, "logger": {"offline": True}}
 
@@ -28,7 +33,7 @@ def test_run_folder_refuses_other_config_or_no_resume(tmp_path: Path) -> None:
     prepare_run_folder(tmp_path, CONFIG, resume=True)
     (tmp_path / "fold-s1").mkdir()
     (tmp_path / "fold-s1" / "metrics.json").write_text("{}")
-    with pytest.raises(ConfigError, match=r"different config \(differs in: model\)"):
+    with pytest.raises(ConfigError, match=r"different config \(model.lr: 1.0 vs 2.0\)"):
         prepare_run_folder(tmp_path, {**CONFIG, "model": {"lr": 2.0}}, resume=True)
     with pytest.raises(ConfigError, match="resume=false refuses"):
         prepare_run_folder(tmp_path, CONFIG, resume=False)
@@ -56,3 +61,82 @@ def test_pooling_equals_the_sum_of_folds(feature_root: Path, tmp_path: Path) -> 
         pooled["fp"] -= per_fold["fp"]
     assert pooled["tp"] == 0 and pooled["fp"] == 0
 
+
+
+def finish_fold(run_dir: Path, subject: str, fingerprint: dict | None) -> None:
+    fold = run_dir / f"fold-{subject}"
+    fold.mkdir(parents=True)
+    if fingerprint is not None:
+        (fold / "fingerprint.json").write_text(json.dumps(fingerprint))
+    (fold / "metrics.json").write_text("{}")
+
+
+def test_refusal_names_each_setting_with_old_and_new_values(tmp_path: Path) -> None:
+    old = {**CONFIG, "callbacks": {"dfcl": {"temperature": 0.3}}, "dataset": {"root": "/a", "fps": 30}}
+    prepare_run_folder(tmp_path, old, resume=True)
+    finish_fold(tmp_path, "s1", None)
+    new = {**old, "callbacks": {"dfcl": {"temperature": 1.0}}, "seed": 3}
+    with pytest.raises(RunFolderError, match=r"\(callbacks.dfcl.temperature: 0.3 vs 1.0; seed: 0 vs 3\)"):
+        prepare_run_folder(tmp_path, new, resume=True)
+    # the data's place is not a result setting: moved data resumes (its content is fingerprinted)
+    prepare_run_folder(tmp_path, {**old, "dataset": {"root": "/b", "fps": 30}}, resume=True)
+
+
+def test_fingerprint_names_what_changed(feature_root: Path, tmp_path: Path) -> None:
+    fs = load_feature_set(feature_root, 8, 8)
+    before = data_fingerprint(fs)
+    prepare_run_folder(tmp_path, CONFIG, resume=True, fingerprint=before)
+    finish_fold(tmp_path, "s1", before)
+    prepare_run_folder(tmp_path, CONFIG, resume=True, fingerprint=data_fingerprint(fs, before))  # same data: accepted
+    # a touched (rewritten, identical) feature file is re-hashed and still accepted
+    path = fs.videos["b1"].feature_path
+    data = path.read_bytes()
+    path.write_bytes(data)
+    assert fingerprint_differences(before, data_fingerprint(fs, before)) == []
+    # changed annotations: refused, naming the file
+    annotations = feature_root / "annotations.csv"
+    annotations.write_text(annotations.read_text().replace(",15,ME", ",16,ME"))
+    with pytest.raises(RunFolderError, match=r"the data changed since fold-s1 was trained \(changed: annotations.csv \(.*annotations.csv\)\).*run_name=NEW"):
+        prepare_run_folder(tmp_path, CONFIG, resume=True, fingerprint=data_fingerprint(fs, before))
+    # changed features of one video: refused, naming the video
+    rgb, flow = np.load(path)["rgb"], np.load(path)["flow"]
+    save_npz(path, rgb=rgb + 1, flow=flow)
+    changed = fingerprint_differences(before, data_fingerprint(fs, before))
+    assert changed[-1].startswith("features of video 'b1' (") and changed[0].startswith("annotations.csv")
+
+
+def test_finished_fold_without_fingerprint_is_refused(feature_root: Path, tmp_path: Path) -> None:
+    fingerprint = data_fingerprint(load_feature_set(feature_root, 8, 8))
+    prepare_run_folder(tmp_path, CONFIG, resume=True, fingerprint=fingerprint)
+    finish_fold(tmp_path, "s1", None)
+    with pytest.raises(RunFolderError, match=r"fold-s1: finished without a data fingerprint"):
+        prepare_run_folder(tmp_path, CONFIG, resume=True, fingerprint=fingerprint)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"trainer": {"max_steps": 0}}, "trainer.max_steps=0 must be at least 1"),
+        ({"trainer": {"max_steps": -1}}, "trainer.max_steps=-1 must be at least 1"),
+        ({"trainer": {"max_steps": "abc"}}, "trainer.max_steps='abc' must be a whole number"),
+        ({"dataset": {"pretrain_steps": 5}}, "dataset.pretrain_steps=5 must be below trainer.max_steps=5"),
+        ({"dataset": {"pretrain_steps": -2}}, "dataset.pretrain_steps=-2 must be at least 0"),
+        ({"seed": "abc"}, "seed='abc' must be a whole number"),
+        ({"seed": 2**40}, "must be between 0 and 4294967295"),
+        ({"resume": "maybe"}, "resume='maybe' must be true or false"),
+        ({"dataset": {"snippet_length": 0}}, "dataset.snippet_length=0 must be at least 1"),
+        ({"dataset": {"fps": 0}}, "dataset.fps=0 must be a positive number"),
+    ],
+)
+def test_run_settings_are_validated(overrides: dict, message: str) -> None:
+    cfg = OmegaConf.merge({"seed": 0, "resume": True, "trainer": {"max_steps": 5}, "dataset": {"pretrain_steps": 2, "snippet_length": 8, "fps": 30}}, overrides)
+    with pytest.raises(ConfigError) as err:
+        validate_run_settings(cfg)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_interrupted_message_lists_kept_folds(tmp_path: Path) -> None:
+    finish_fold(tmp_path, "s1", {})
+    (tmp_path / "fold-s2").mkdir()
+    message = interrupted_message(tmp_path, "all")
+    assert "kept 1 finished fold(s) (fold-s1)" in message and "resume with the same command: python -m pwes.train" in message

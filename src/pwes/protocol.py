@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,12 @@ import hydra
 import lightning as L
 import numpy as np
 import torch
-import yaml
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
-from pwes import io, tracking
-from pwes.config import ConfigError, to_container
+from pwes import io, run_folder, tracking
+from pwes.config import ConfigError, to_container, validate_run_settings
 from pwes.data.batch import collate
 from pwes.data.datamodule import PWESDataModule, fold_subjects
 from pwes.data.layout import FeatureSet, Interval, load_feature_set
@@ -45,10 +44,6 @@ from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
 
 log = logging.getLogger("pwes")
-
-# Settings that do not change results: ignored when checking that a resumed folder matches.
-NON_RESULT_KEYS = ("logger", "resume", "print_metrics", "paths", "run_name", "sweep_name", "hydra")
-NON_RESULT_TRAINER_KEYS = ("enable_progress_bar", "accelerator", "devices", "log_every_n_steps")
 
 
 @dataclass
@@ -80,26 +75,11 @@ def resolve_feature_set(cfg: DictConfig) -> FeatureSet:
     return feature_set
 
 
-def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config that determines results."""
-    out = {k: v for k, v in config.items() if k not in NON_RESULT_KEYS}
-    if isinstance(out.get("trainer"), dict):
-        out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in NON_RESULT_TRAINER_KEYS}
-    return out
-
-
-def prepare_run_folder(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
-    """Write config.yaml; refuse to mix results of a different config into an existing folder."""
-    path = run_dir / "config.yaml"
-    if path.exists():
-        old = yaml.safe_load(path.read_text()) or {}
-        finished = sorted(p.parent.name for p in run_dir.glob("fold-*/metrics.json"))
-        if finished and not resume:
-            raise ConfigError(f"{run_dir} already holds finished folds ({', '.join(finished[:5])}); resume=false refuses to reuse it: pass run_name=NEW or delete the folder")
-        if finished and comparable_config(old) != comparable_config(config):
-            changed = sorted(k for k in set(comparable_config(old)) | set(comparable_config(config)) if comparable_config(old).get(k) != comparable_config(config).get(k))
-            raise ConfigError(f"{path} was written by a different config (differs in: {', '.join(changed)}); its finished folds cannot be pooled with this run: pass run_name=NEW or delete the folder")
-    io.write_text(path, yaml.safe_dump(config, sort_keys=False))
+def prepare_run_folder(run_dir: Path, config: dict[str, Any], resume: bool, fingerprint: dict[str, Any] | None = None) -> None:
+    """Refuse to mix results of another config or other data into an existing folder (see
+    pwes.run_folder); then write config.yaml and the data fingerprint."""
+    run_folder.check_run_folder(run_dir, config, fingerprint, resume)
+    run_folder.write_run_record(run_dir, config, fingerprint)
 
 
 class CheckpointMetadata(Callback):
@@ -258,28 +238,35 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
     return {**metrics, "num_folds": len(fold_dirs), "num_videos": len(gt)}, proposals
 
 
-def run_protocol(cfg: DictConfig, run_dir: Path) -> dict[str, float] | None:
-    """Run the configured folds in ``run_dir`` and return the pooled figures (None for fold=none)."""
+def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] | None = None) -> dict[str, float] | None:
+    """Run the configured folds in ``run_dir`` and return the pooled figures (None for fold=none).
+    Nothing is written into ``run_dir`` before its checks pass; ``on_accept`` runs right after."""
+    validate_run_settings(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(cfg):
         cfg.run_dir = str(run_dir)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: ~3x faster on Ampere and later (NOTES)
     config = {k: v for k, v in to_container(cfg).items() if k != "run_dir"}
-    prepare_run_folder(run_dir, config, bool(cfg.resume))
     feature_set = resolve_feature_set(cfg)
+    subjects = fold_subjects(feature_set, cfg.fold) if str(cfg.fold) != "none" else []
+    fingerprint = run_folder.data_fingerprint(feature_set, run_folder.previous_fingerprint(run_dir))
+    prepare_run_folder(run_dir, config, bool(cfg.resume), fingerprint)
+    if on_accept is not None:
+        on_accept()
     group = group_name(cfg)
     if str(cfg.fold) == "none":
+        io.write_json(run_dir / "model" / run_folder.FINGERPRINT, fingerprint)
         train_fold(cfg, feature_set, None, run_dir / "model", group, "[1/1]")
         log.info("model trained on every subject: %s", run_dir / "model" / "checkpoints" / "last.ckpt")
         return None
-    subjects = fold_subjects(feature_set, cfg.fold)
     for index, subject in enumerate(subjects, start=1):
         fold_dir = run_dir / f"fold-{subject}"
         position = f"[{index}/{len(subjects)}]"
         if (fold_dir / "metrics.json").exists():
             log.info("%s fold %s: finished earlier, kept", position, subject)
             continue
+        io.write_json(fold_dir / run_folder.FINGERPRINT, fingerprint)  # before metrics.json: what the fold saw
         train_fold(cfg, feature_set, subject, fold_dir, group, position)
     metrics, proposals = pool_folds([run_dir / f"fold-{s}" for s in subjects], feature_set, MatchConfig(**to_container(cfg.evaluation)))
     write_proposals(run_dir / "proposals.csv", proposals, feature_set)

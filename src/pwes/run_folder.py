@@ -1,0 +1,294 @@
+"""A run folder's record and the checks that let a rerun resume it safely.
+
+A rerun of the same command reuses its run folder and keeps the finished folds. That is only
+right when the folds were trained with the same settings on the same data, so before anything is
+written (Hydra's ``.hydra/`` record and log included) the folder is checked:
+
+* ``config.yaml`` against the new config: a difference is refused, naming each setting with its
+  old and new value (``model.dfcl.temperature: 0.3 vs 1.0``);
+* each finished fold's ``fingerprint.json`` against the data now on disk: the content hashes of
+  ``videos.csv`` and ``annotations.csv`` and, per video, the feature file's size, modification
+  time and content hash (hashed once; later runs re-hash only files whose size or time changed,
+  so a rerun on CAS(ME)^3's 956 videos costs a few ``stat`` calls).
+
+Changed data is refused, not retrained: in leave-one-subject-out every fold trains on every other
+subject, so any change to the data touches every fold and "retraining the changed folds" is the
+same as a new run (``run_name=NEW``, or delete the folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shlex
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from pwes import io
+from pwes.config import ConfigError
+from pwes.data.layout import FeatureSet
+
+# Settings that do not change results: ignored when checking that a resumed folder matches.
+# dataset.root is left out because the data itself is compared (fingerprint): moved data resumes.
+NON_RESULT_KEYS = ("logger", "resume", "print_metrics", "paths", "run_name", "sweep_name", "hydra")
+NON_RESULT_DOTTED = ("dataset.root",)
+NON_RESULT_TRAINER_KEYS = ("enable_progress_bar", "accelerator", "devices", "log_every_n_steps")
+FINGERPRINT = "fingerprint.json"
+MAX_LISTED = 4  # differences named in one refusal line
+
+
+class RunFolderError(ConfigError):
+    """An existing run folder cannot be reused by this command; the folder was left untouched."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_fingerprint(feature_set: FeatureSet, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a fold is trained and tested on: table hashes and per-video feature file facts.
+    Feature hashes are taken from ``previous`` where size and modification time are unchanged."""
+    root = Path(feature_set.root)
+    old = (previous or {}).get("features") or {}
+    features: dict[str, dict[str, Any]] = {}
+    for name, info in feature_set.videos.items():
+        stat = Path(info.feature_path).stat()
+        entry = {"file": Path(info.feature_path).name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        before = old.get(name) or {}
+        same_stat = all(before.get(k) == entry[k] for k in ("file", "size", "mtime_ns"))
+        entry["sha256"] = before["sha256"] if same_stat and before.get("sha256") else sha256_file(Path(info.feature_path))
+        features[name] = entry
+    return {
+        "root": str(root),
+        "videos.csv": sha256_file(root / "videos.csv"),
+        "annotations.csv": sha256_file(root / "annotations.csv"),
+        "features": features,
+    }
+
+
+def fingerprint_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The parts of the data that differ, in words (content, not paths or file times)."""
+    root = new.get("root", "")
+    parts = [f"{table} ({Path(root) / table})" for table in ("annotations.csv", "videos.csv") if old.get(table) != new.get(table)]
+    before, now = old.get("features") or {}, new.get("features") or {}
+    for name in now:
+        if name not in before:
+            parts.append(f"video {name!r} added")
+        elif before[name].get("sha256") != now[name].get("sha256"):
+            parts.append(f"features of video {name!r} ({Path(root) / 'features' / now[name]['file']})")
+    parts += [f"video {name!r} removed" for name in before if name not in now]
+    return parts
+
+
+def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that determines results, flattened to dotted keys."""
+    flat = flatten({k: v for k, v in config.items() if k not in NON_RESULT_KEYS})
+    return {k: v for k, v in flat.items() if k not in NON_RESULT_DOTTED and not (k.startswith("trainer.") and k.split(".", 1)[1] in NON_RESULT_TRAINER_KEYS)}
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are leaves)."""
+    if not isinstance(tree, Mapping) or (prefix and not tree):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``setting: old vs new`` for every result-relevant setting that differs."""
+    a, b = comparable_config(old), comparable_config(new)
+    missing = "(unset)"
+    return [f"{k}: {a.get(k, missing)} vs {b.get(k, missing)}" for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+
+
+def listed(items: list[str]) -> str:
+    shown = "; ".join(items[:MAX_LISTED])
+    return shown + (f"; and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def finished_folds(run_dir: Path) -> list[Path]:
+    """Fold folders holding metrics.json (finished). (fold=none's model/ is always retrained.)"""
+    return sorted(p.parent for p in run_dir.glob("fold-*/metrics.json"))
+
+
+def read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"{path}: unreadable ({err}); its fold cannot be checked: pass run_name=NEW or delete the folder") from None
+
+
+def check_run_folder(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapping[str, Any] | None, resume: bool) -> None:
+    """Refuse to reuse ``run_dir`` when its finished folds came from other settings or other data."""
+    path = run_dir / "config.yaml"
+    finished = finished_folds(run_dir)
+    if not finished:
+        return
+    names = ", ".join(p.name for p in finished[:5]) + (", ..." if len(finished) > 5 else "")
+    if not resume:
+        raise RunFolderError(f"{run_dir} already holds finished folds ({names}); resume=false refuses to reuse it: pass run_name=NEW or delete the folder")
+    if path.exists():
+        try:
+            old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise RunFolderError(f"{path}: unreadable ({type(err).__name__}); its finished folds ({names}) cannot be checked: pass run_name=NEW or delete the folder") from None
+        changed = config_differences(old if isinstance(old, Mapping) else {}, config)
+        if changed:
+            raise RunFolderError(f"{path} was written by a different config ({listed(changed)}); its finished folds ({names}) cannot be pooled with this run: pass run_name=NEW or delete the folder")
+    if fingerprint is None:
+        return
+    for fold in finished:
+        record = fold / FINGERPRINT
+        if not record.exists():
+            raise RunFolderError(f"{fold}: finished without a data fingerprint ({FINGERPRINT}, written since pwes checks resumed data), so its data cannot be checked: pass run_name=NEW or delete the folder")
+        changed = fingerprint_differences(read_json(record), fingerprint)
+        if changed:
+            raise RunFolderError(
+                f"{run_dir}: the data changed since {fold.name} was trained (changed: {listed(changed)}); its finished folds ({names}) cannot be pooled with new data: "
+                "pass run_name=NEW for a new run, or delete the folder"
+            )
+
+
+def previous_fingerprint(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's last recorded fingerprint (to reuse unchanged files' hashes), if any."""
+    path = run_dir / FINGERPRINT
+    try:
+        import json
+
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return record if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def write_run_record(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapping[str, Any] | None) -> None:
+    """config.yaml and fingerprint.json of the run (after the checks passed)."""
+    io.write_text(run_dir / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
+    if fingerprint is not None:
+        io.write_json(run_dir / FINGERPRINT, fingerprint)
+
+
+class HydraRecord:
+    """Hydra's ``.hydra/`` record of the command (config.yaml, hydra.yaml, overrides.yaml), written
+    by us instead of Hydra (``hydra.output_subdir: null``) so that a refused command leaves an
+    existing run folder's record untouched. Log records meant for the run folder's log file are
+    held back the same way until the folder is accepted."""
+
+    def __init__(self, task_cfg: DictConfig, run_dir: Path) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        self.run_dir = run_dir
+        self.task_cfg = OmegaConf.to_yaml(task_cfg)
+        hydra_cfg = HydraConfig.instance().cfg
+        self.hydra_cfg = OmegaConf.to_yaml(hydra_cfg) if hydra_cfg is not None else None
+        self.overrides = OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task) if hydra_cfg is not None else "[]\n"
+        self.held = _HeldFileLogs(run_dir)
+
+    def write(self) -> None:
+        """Write the record and release the held log lines into the run folder's log file."""
+        out = self.run_dir / ".hydra"
+        io.write_text(out / "config.yaml", self.task_cfg)
+        if self.hydra_cfg is not None:
+            io.write_text(out / "hydra.yaml", self.hydra_cfg)
+        io.write_text(out / "overrides.yaml", self.overrides)
+        self.held.pass_on()
+
+    def discard(self) -> None:
+        """The folder was refused: drop the held log lines, write nothing."""
+        self.held.drop()
+
+
+class _HeldFileLogs(logging.Handler):
+    """Stands in for the root logger's file handlers that write inside ``run_dir``, keeping their
+    records until :meth:`pass_on` (the run folder accepted) or :meth:`drop` (refused).
+    (Not ``release``: logging.Handler uses that name for its lock.)"""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        root = logging.getLogger()
+        inside = str(run_dir.resolve())
+        self.targets = [h for h in root.handlers if isinstance(h, logging.FileHandler) and str(Path(h.baseFilename).resolve()).startswith(inside)]
+        self.records: list[logging.LogRecord] = []
+        if self.targets:
+            for handler in self.targets:
+                root.removeHandler(handler)
+            root.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def pass_on(self) -> None:
+        root = logging.getLogger()
+        if self not in root.handlers:
+            return
+        root.removeHandler(self)
+        for handler in self.targets:
+            root.addHandler(handler)
+            for record in self.records:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        self.records.clear()
+
+    def drop(self) -> None:
+        logging.getLogger().removeHandler(self)
+        self.records.clear()
+
+
+def interrupted_message(run_dir: Path, fold: str) -> str:
+    """What a Ctrl-C leaves behind, and how to continue."""
+    kept = [p.name for p in finished_folds(run_dir)]
+    command = " ".join(["python -m pwes.train", *map(shlex.quote, sys.argv[1:])])
+    kept_text = f"kept {len(kept)} finished fold(s) ({', '.join(kept)})" if kept else "no fold had finished"
+    rest = "; unfinished folds are retrained from scratch" if str(fold) != "none" else ""
+    return f"interrupted: {kept_text} in {run_dir}{rest}; resume with the same command: {command}"
+
+
+def check_writable(folder: Path, setting: str) -> None:
+    """Create ``folder`` (and its parents) and check a file can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        where = f"{err.filename}: cannot write the output folder {folder}" if err.filename and str(err.filename) != str(folder) else f"{folder}: cannot write this output folder"
+        raise ConfigError(f"{where} ({err.strerror or type(err).__name__}); set {setting} or PWES_HOME to a writable place") from None
+
+
+class CheckOutputFolder(Callback):
+    """Hydra callback: before Hydra creates the run (or sweep) folder, check it can be written,
+    so that an unwritable place is one line, not Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        try:
+            HydraConfig.instance().set_config(config)
+            folder = Path(str(OmegaConf.select(config, key)))
+            check_writable(folder, "paths.output_dir")
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except Exception:  # noqa: BLE001 - resolution problems are reported by Hydra itself right after
+            return
