@@ -115,3 +115,104 @@ def test_spot_in_a_video_runs_extraction_first(tmp_path: Path) -> None:
     assert info["num_frames"] == 34 and info["fps"] == 30.0
     assert all(0 <= i["onset"] <= i["offset"] < 34 for i in info["intervals"])
     assert (tmp_path / "spots" / "clip.png").exists()
+
+
+def spot(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """Run ``pwes.spot`` in-process (fast); returns (exit code, stdout, stderr)."""
+    from pwes.spot import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_colliding_stems_get_unique_names_and_never_overwrite_another_input(trained, tmp_path: Path, capsys) -> None:
+    ckpt, data, _ = trained
+    files = sorted((data / "features").glob("*.npz"))
+    for folder, source in (("a", files[0]), ("b", files[1])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.npz").write_bytes(source.read_bytes())
+    out = tmp_path / "out"
+    code, stdout, _ = spot(capsys, "--ckpt", str(ckpt), str(tmp_path / "a" / "x.npz"), str(tmp_path / "b" / "x.npz"), "--out", str(out), "--no-plot")
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == ["a__x.csv", "a__x.json", "b__x.csv", "b__x.json"]
+    assert json.loads((out / "b__x.json").read_text())["source"] == str((tmp_path / "b" / "x.npz").resolve())
+    # an earlier run's outputs for the same input are replaced; another input's are refused
+    spot(capsys, "--ckpt", str(ckpt), str(tmp_path / "a" / "x.npz"), "--out", str(out), "--no-plot")
+    code, _, err = spot(capsys, "--ckpt", str(ckpt), str(tmp_path / "b" / "x.npz"), "--out", str(out), "--no-plot")
+    assert code == 2 and f"x.json holds the results of {(tmp_path / 'a' / 'x.npz').resolve()}, not of" in err and "--overwrite" in err
+    kept = (out / "x.json").read_text()
+    assert str((tmp_path / "a" / "x.npz").resolve()) in kept
+    code, _, _ = spot(capsys, "--ckpt", str(ckpt), str(tmp_path / "b" / "x.npz"), "--out", str(out), "--no-plot", "--overwrite")
+    assert code == 0 and str((tmp_path / "b" / "x.npz").resolve()) in (out / "x.json").read_text()
+
+
+def write_bad_inputs(tmp_path: Path, ckpt: Path) -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    ok = rng.random((20, 16), dtype=np.float32)
+    save_npz(tmp_path / "ok.npz", rgb=ok, flow=ok)
+    save_npz(tmp_path / "flow1d.npz", rgb=ok, flow=ok[:, 0])
+    save_npz(tmp_path / "empty.npz", rgb=ok[:0], flow=ok[:0])
+    save_npz(tmp_path / "huge.npz", rgb=np.full((20, 16), 1e30, np.float32), flow=ok)
+    save_npz(tmp_path / "f64.npz", rgb=np.full((20, 16), 1e300), flow=ok.astype(np.float64))
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    torch.save({"pwes": checkpoint["pwes"]}, tmp_path / "meta_only.ckpt")
+    for name, table in (("noframes", "video,fps\nok,30\n"), ("text", "video,num_frames,fps\nok,abc,30\n")):
+        (tmp_path / name / "features").mkdir(parents=True)
+        (tmp_path / name / "features" / "ok.npz").write_bytes((tmp_path / "ok.npz").read_bytes())
+        (tmp_path / name / "videos.csv").write_text(table)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ckpt", "{tmp}/meta_only.ckpt", "{tmp}/ok.npz"], "meta_only.ckpt: the checkpoint has pwes metadata but no model weights"),
+        (["{tmp}/flow1d.npz"], "flow1d.npz: flow has shape (20,), expected [T, D]"),
+        (["{tmp}/empty.npz"], "empty.npz: rgb has shape (0, 16): no snippets"),
+        (["{tmp}/huge.npz"], "huge.npz: rgb has values up to 1e+30 (first at snippet 0, dimension 0)"),
+        (["{tmp}/f64.npz"], "f64.npz: rgb has values up to 1e+300"),
+        (["{tmp}/noframes"], "noframes/videos.csv:1: missing column(s) num_frames"),
+        (["{tmp}/text"], "text/videos.csv:2: num_frames 'abc' is not a number"),
+        (["{tmp}/ok.npz", "--threshold", "nan"], "--threshold nan: not a finite number"),
+        (["{tmp}/ok.npz", "--threshold", "inf"], "--threshold inf: not a finite number"),
+        (["{tmp}/ok.npz", "--fps", "0"], "--fps 0: must be a positive frame rate"),
+        (["{tmp}/ok.npz", "--fps", "-30"], "--fps -30: must be a positive frame rate"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(trained, tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    ckpt, _, _ = trained
+    write_bad_inputs(tmp_path, ckpt)
+    argv = [a.format(tmp=tmp_path) for a in args]
+    if "--ckpt" not in argv:
+        argv = ["--ckpt", str(ckpt), *argv]
+    code, _, err = spot(capsys, *argv, "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_busy_plot_labels_only_what_fits_and_draws_annotations(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pwes.data.layout import Interval
+    from pwes.inference.proposals import Proposal
+    from pwes.spot import SpotInput, label_intervals, plot
+
+    rng = np.random.default_rng(0)
+    proposals = [Proposal("v", int(o), int(o) + 20, float(rng.random()), "ME") for o in rng.integers(0, 3000, 80)]
+    fig, ax = plt.subplots(figsize=(10, 3))
+    ax.set_xlim(0, 3200 / 30)
+    labelled = label_intervals(fig, ax, proposals, 30.0, {"ME": "red"})
+    boxes = [t.get_window_extent(renderer=fig.canvas.get_renderer()) for t in ax.texts]
+    assert 0 < labelled == len(boxes) < len(proposals)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    best = max(proposals, key=lambda p: p.score)
+    assert any(t.get_text() == f"ME {best.score:.2f}" for t in ax.texts)  # the best score always gets its label
+    plt.close(fig)
+    item = SpotInput("v", np.zeros((400, 4), np.float32), np.zeros((400, 4), np.float32), 3200, 30.0, tmp_path / "v.npz", annotated=[Interval("v", "s", 100, 140, "ME", None)])
+    prediction = type("P", (), {"attention": rng.random(400), "tcam": rng.random((400, 3))})()
+    plot(tmp_path / "v.png", item, prediction, proposals, 8, 8)
+    assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,17 +6,24 @@
 INPUT is a feature file in the layout (``.npz`` with ``rgb`` and ``flow``), a feature-set folder
 (its videos.csv gives frame counts and fps), or — when I3D weights are given — a video file or a
 folder of frames, which is first run through ``pwes.extract``. For each input it writes
-``<video>.csv`` and ``<video>.json`` (onset/offset in frames and seconds, type, score) and
-``<video>.png`` (attention over time with the intervals drawn on it).
+``<name>.csv`` and ``<name>.json`` (onset/offset in frames and seconds, type, score) and
+``<name>.png`` (attention over time with the intervals drawn on it; the annotated intervals too
+when the input's feature-set folder has an annotations.csv).
+
+``<name>`` is the feature file's stem; inputs whose stems collide (``a/x.npz``, ``b/x.npz``) are
+named after their folders too (``a__x``, ``b__x``). Outputs that an earlier run wrote for the
+same input are replaced; outputs of another input are never replaced unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import math
+import re
 import sys
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +32,8 @@ import torch
 
 from pwes import io
 from pwes.data.batch import NUM_CLASSES, VideoItem, collate
-from pwes.data.layout import LayoutError, load_features
+from pwes.data import csvfile
+from pwes.data.layout import Interval, LayoutError, load_features, read_tables
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
 
@@ -48,6 +56,11 @@ class SpotInput:
     fps: float
     source: Path
     frames_estimated: bool = False
+    output: str = ""  # output file stem, unique among the inputs (see output_names)
+    annotated: list[Interval] | None = field(default=None, repr=False)  # from an annotations.csv beside the features
+
+
+METADATA_KEYS = ("feature_dims", "snippet_length", "stride", "fps", "proposals")
 
 
 def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -63,48 +76,135 @@ def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any]
     metadata = checkpoint.get("pwes") if isinstance(checkpoint, dict) else None
     if not metadata:
         raise SpotError(f"{path}: not a pwes training checkpoint (no 'pwes' metadata); use fold-*/checkpoints/last.ckpt or model/checkpoints/last.ckpt of a run")
-    model = PWESModule.load_from_checkpoint(path, map_location=device)
+    missing = [k for k in METADATA_KEYS if k not in metadata] if isinstance(metadata, dict) else list(METADATA_KEYS)
+    if missing:
+        raise SpotError(f"{path}: the checkpoint's 'pwes' metadata lacks {', '.join(missing)}; use a checkpoint written by pwes.train")
+    if not isinstance(checkpoint.get("state_dict"), dict) or not checkpoint["state_dict"]:
+        raise SpotError(f"{path}: the checkpoint has pwes metadata but no model weights ('state_dict'); use fold-*/checkpoints/last.ckpt or model/checkpoints/last.ckpt of a run")
+    try:
+        model = PWESModule.load_from_checkpoint(path, map_location=device)
+    except Exception as err:  # noqa: BLE001 - weights that do not fit the network, missing hyperparameters
+        reason = " ".join(str(err).split())[:240] or type(err).__name__
+        raise SpotError(f"{path}: the checkpoint's weights cannot be loaded into the PWES network ({type(err).__name__}: {reason})") from None
     model.eval()
     return model, metadata
 
 
-def _videos_csv_rows(path: Path) -> dict[str, dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return {row["video"]: row for row in csv.DictReader(handle) if row.get("video")}
+def read_video_table(path: Path) -> dict[str, tuple[int, float | None]]:
+    """``num_frames`` and ``fps`` (optional column) by video from a videos.csv; one-line errors
+    naming the file and line."""
+    table: dict[str, tuple[int, float | None]] = {}
+    for line, row in csvfile.read_rows(path, ("video", "num_frames"), optional=("fps",), allow_extra=True, error=SpotError):
+        where = f"{path}:{line}"
+        try:
+            frames = float(row["num_frames"])
+        except ValueError:
+            raise SpotError(f"{where}: num_frames {row['num_frames']!r} is not a number") from None
+        if not math.isfinite(frames) or frames != int(frames) or frames <= 0:
+            raise SpotError(f"{where}: num_frames {row['num_frames']!r} must be a positive whole number")
+        fps = None
+        if row.get("fps"):
+            try:
+                fps = float(row["fps"])
+            except ValueError:
+                raise SpotError(f"{where}: fps {row['fps']!r} is not a number") from None
+            if not math.isfinite(fps) or fps <= 0:
+                raise SpotError(f"{where}: fps {row['fps']!r} must be a positive number")
+        table[row["video"]] = (int(frames), fps)
+    return table
+
+
+def read_annotations(root: Path) -> dict[str, list[Interval]]:
+    """Annotated intervals of a feature-set folder (for the plots only), or {} when it has none.
+    A broken annotations.csv is reported and skipped: spotting does not need it."""
+    if not (root / "annotations.csv").is_file() or not (root / "videos.csv").is_file():
+        return {}
+    try:
+        return read_tables(root / "videos.csv", root / "annotations.csv")[1]
+    except LayoutError as err:
+        print(f"warning: {err}; annotated intervals are not drawn", file=sys.stderr)
+        return {}
 
 
 def read_inputs(paths: list[Path], metadata: dict[str, Any], fps_override: float | None, videos_csv: Path | None) -> list[SpotInput]:
-    """Feature inputs: .npz files and feature-set folders (videos.csv beside features/)."""
+    """Feature inputs: .npz files and feature-set folders (videos.csv beside features/). A file
+    given twice is read once; every problem is one line naming the file (and line)."""
     snippet, stride = int(metadata["snippet_length"]), int(metadata["stride"])
     inputs: list[SpotInput] = []
+    seen: set[Path] = set()
     for path in paths:
         if path.is_dir() and (path / "features").is_dir():
             files = sorted((path / "features").glob("*.npz"))
-            table = path / "videos.csv"
+            root = path
         elif path.suffix == ".npz":
             files = [path]
-            table = path.parent.parent / "videos.csv"
+            root = path.parent.parent
         else:
             raise SpotError(f"{path}: not a feature file (.npz) or feature-set folder; pass --rgb-weights and --flow-weights to spot in videos")
         if not files:
             raise SpotError(f"{path}: no .npz feature files in {path / 'features'}")
-        table = videos_csv or table
-        rows = _videos_csv_rows(table) if table.is_file() else {}
+        table = videos_csv or root / "videos.csv"
+        rows = read_video_table(table) if table.is_file() else {}
+        annotations = read_annotations(root) if videos_csv is None else {}
         for file in files:
             if not file.is_file():
                 raise SpotError(f"{file}: file not found")
-            rgb, flow = load_features(file)
+            if file.resolve() in seen:
+                continue
+            seen.add(file.resolve())
+            rgb, flow = load_features(file, check=True)  # shapes, NaN/Inf and overflow-sized values, naming the file
             name = file.stem
-            if rgb.shape[0] != flow.shape[0] or rgb.ndim != 2:
-                raise SpotError(f"{file}: rgb {rgb.shape} and flow {flow.shape} must be [T, D] with the same T")
-            if not (np.isfinite(rgb).all() and np.isfinite(flow).all()):
-                raise SpotError(f"{file}: features contain NaN or Inf")
-            row = rows.get(name)
-            estimated = row is None
-            num_frames = int(row["num_frames"]) if row else (rgb.shape[0] - 1) * stride + snippet
-            fps = fps_override or (float(row["fps"]) if row else float(metadata["fps"]))
-            inputs.append(SpotInput(name, rgb, flow, num_frames, fps, file, estimated))
+            frames, fps = rows.get(name, (None, None))
+            estimated = frames is None
+            num_frames = frames if frames is not None else (rgb.shape[0] - 1) * stride + snippet
+            fps = fps_override or fps or float(metadata["fps"])
+            inputs.append(SpotInput(name, rgb, flow, num_frames, fps, file, estimated, annotated=annotations.get(name)))
+    output_names(inputs)
     return inputs
+
+
+def output_names(items: list[SpotInput]) -> None:
+    """Give every input a unique output stem: its file stem, or, where stems collide, the stem
+    prefixed with as many of its folders as tell them apart (``features`` folders skipped)."""
+    by_stem: dict[str, list[SpotInput]] = defaultdict(list)
+    for item in items:
+        by_stem[item.name].append(item)
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            group[0].output = stem
+            continue
+        folders = [[part for part in item.source.resolve().parent.parts[1:] if part != "features"] for item in group]
+        for depth in range(1, max(len(f) for f in folders) + 1):
+            names = ["__".join([*f[-depth:], stem]) for f in folders]
+            if len(set(names)) == len(names):
+                break
+        for item, name in zip(group, names):
+            item.output = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    counts = defaultdict(list)
+    for item in items:
+        counts[item.output].append(item)
+    clash = next((group for group in counts.values() if len(group) > 1), None)
+    if clash:
+        raise SpotError(f"{clash[0].source} and {clash[1].source} would both be written as {clash[0].output}.*; rename one of them or spot them into different --out folders")
+
+
+def check_existing_outputs(out: Path, items: list[SpotInput], overwrite: bool) -> None:
+    """Refuse to replace another input's results (an earlier run's outputs for the same input
+    are replaced: a rerun refreshes them)."""
+    if overwrite:
+        return
+    for item in items:
+        record = out / f"{item.output}.json"
+        others = [out / f"{item.output}{suffix}" for suffix in (".csv", ".png") if (out / f"{item.output}{suffix}").exists()]
+        if not record.exists() and not others:
+            continue
+        try:
+            source = json.loads(record.read_text(encoding="utf-8")).get("source")
+        except (OSError, ValueError, AttributeError):
+            source = None
+        if source is None or Path(source).resolve() != item.source.resolve():
+            held = f"the results of {source}" if source else "a file pwes.spot did not write for this input"
+            raise SpotError(f"{record if record.exists() else others[0]} holds {held}, not of {item.source}; pass another --out, or --overwrite to replace it")
 
 
 def check_compatible(item: SpotInput, metadata: dict[str, Any], fps_mismatch: str) -> str | None:
@@ -131,35 +231,67 @@ def predict(model: torch.nn.Module, item: SpotInput, device: str) -> Any:
     batch = collate([
         VideoItem(item.name, "", torch.from_numpy(item.rgb), torch.from_numpy(item.flow), torch.zeros(NUM_CLASSES), torch.zeros(item.rgb.shape[0], NUM_CLASSES), item.num_frames, item.fps)
     ]).to(device)
-    return model.predict_step(batch, 0)[0]
+    prediction = model.predict_step(batch, 0)[0]
+    maps = {"attention": prediction.attention, "class activations": prediction.tcam}
+    bad = [what for what, values in maps.items() if not np.isfinite(np.asarray(values, dtype=np.float64)).all()]
+    if bad:
+        peak = float(max(np.abs(item.rgb).max(), np.abs(item.flow).max()))
+        raise SpotError(f"{item.source}: the model's {' and '.join(bad)} are NaN or Inf on these features (largest |value| {peak:.3g}); the features overflow the network's arithmetic: check the extractor's output")
+    return prediction
 
 
 def plot(path: Path, item: SpotInput, prediction: Any, proposals: list[Proposal], stride: int, snippet: int) -> None:
-    """Attention (and class activations) over time with the spotted intervals shaded."""
+    """Attention (and class activations) over time with the spotted intervals shaded, labelled
+    where a label fits (highest scores first, none overlapping), and the annotated intervals as
+    a band under the curves when the input has them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
+    colors = {"ME": "tab:red", "MaE": "tab:blue"}
     t = (np.arange(len(prediction.attention)) * stride + (snippet - 1) / 2) / item.fps
-    fig, ax = plt.subplots(figsize=(10, 3))
+    fig, ax = plt.subplots(figsize=(10, 3.2))
     ax.plot(t, prediction.attention, color="black", lw=1.2, label="attention")
-    ax.plot(t, prediction.tcam[:, 0], color="tab:red", lw=0.8, alpha=0.7, label="ME activation")
-    ax.plot(t, prediction.tcam[:, 1], color="tab:blue", lw=0.8, alpha=0.7, label="MaE activation")
+    ax.plot(t, prediction.tcam[:, 0], color=colors["ME"], lw=0.8, alpha=0.7, label="ME activation")
+    ax.plot(t, prediction.tcam[:, 1], color=colors["MaE"], lw=0.8, alpha=0.7, label="MaE activation")
     for p in proposals:
-        color = "tab:red" if p.type == "ME" else "tab:blue"
-        ax.axvspan(p.onset / item.fps, (p.offset + 1) / item.fps, color=color, alpha=0.2)
-        ax.text(p.onset / item.fps, 1.02, f"{p.type} {p.score:.2f}", fontsize=7, color=color, transform=ax.get_xaxis_transform())
+        ax.axvspan(p.onset / item.fps, (p.offset + 1) / item.fps, ymin=0.1, color=colors.get(p.type, "gray"), alpha=0.2, lw=0)
+    handles = [Patch(color=c, alpha=0.3, label=f"spotted {k}") for k, c in colors.items()]
+    if item.annotated is not None:
+        for gt in item.annotated:  # a band at the bottom, under the curves' range
+            ax.axvspan(gt.onset / item.fps, (gt.offset + 1) / item.fps, ymin=0.0, ymax=0.07, color=colors.get(gt.type, "gray"), alpha=0.9, lw=0)
+        handles.append(Patch(color="dimgray", label=f"annotated ({len(item.annotated)}, bottom band)"))
     ax.set_xlim(0, item.num_frames / item.fps)
-    ax.set_ylim(0, 1.0)
+    ax.set_ylim(-0.12, 1.0)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("score")
-    ax.set_title(f"{item.name}: {len(proposals)} interval(s)", fontsize=9, pad=14)
-    ax.legend(loc="upper right", fontsize=7, ncol=3)
+    title = ax.set_title(f"{item.name}: {len(proposals)} interval(s)", fontsize=9, pad=14)
+    ax.legend(handles=[*ax.get_lines(), *handles], loc="upper right", fontsize=6, ncol=3, framealpha=0.8)
     fig.tight_layout()
+    labelled = label_intervals(fig, ax, proposals, item.fps, colors)
+    if labelled < len(proposals):
+        title.set_text(f"{item.name}: {len(proposals)} interval(s), the {labelled} best-scoring labels that fit shown")
     with io.atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
+
+
+def label_intervals(fig: Any, ax: Any, proposals: list[Proposal], fps: float, colors: dict[str, str]) -> int:
+    """Write ``type score`` above the intervals, best scores first, skipping any label that
+    would overlap one already placed (a busy video stays readable). Returns how many fit."""
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    for p in sorted(proposals, key=lambda p: -p.score):
+        text = ax.text(p.onset / fps, 1.02, f"{p.type} {p.score:.2f}", fontsize=7, color=colors.get(p.type, "gray"), transform=ax.get_xaxis_transform(), clip_on=False)
+        box = text.get_window_extent(renderer=renderer).expanded(1.2, 1.0)  # keep a gap between labels
+        inside = ax.get_window_extent(renderer=renderer)
+        if box.x1 > inside.x1 + 2 or any(box.overlaps(other) for other in placed):
+            text.remove()
+            continue
+        placed.append(box)
+    return len(placed)
 
 
 def write_outputs(out: Path, item: SpotInput, proposals: list[Proposal], threshold: float, checkpoint: Path) -> None:
@@ -167,9 +299,13 @@ def write_outputs(out: Path, item: SpotInput, proposals: list[Proposal], thresho
         {"onset": p.onset, "offset": p.offset, "onset_s": round(p.onset / item.fps, 3), "offset_s": round((p.offset + 1) / item.fps, 3), "type": p.type, "score": round(p.score, 6)}
         for p in sorted(proposals, key=lambda p: p.onset)
     ]
-    io.write_csv(out / f"{item.name}.csv", ["onset", "offset", "onset_s", "offset_s", "type", "score"], rows)
-    io.write_json(out / f"{item.name}.json", {
-        "video": item.name, "source": str(item.source), "checkpoint": str(checkpoint), "fps": item.fps, "num_frames": item.num_frames,
+    bad = next((r for r in rows if not math.isfinite(r["score"])), None)
+    if bad is not None:
+        raise SpotError(f"{item.source}: interval [{bad['onset']}, {bad['offset']}] has score {bad['score']}: the model's output overflowed on these features; nothing written")
+    stem = item.output or item.name
+    io.write_csv(out / f"{stem}.csv", ["onset", "offset", "onset_s", "offset_s", "type", "score"], rows)
+    io.write_json(out / f"{stem}.json", {
+        "video": item.name, "source": str(item.source.resolve()), "checkpoint": str(checkpoint), "fps": item.fps, "num_frames": item.num_frames,
         "num_frames_estimated": item.frames_estimated, "score_threshold": None if math.isinf(threshold) else threshold, "intervals": rows,
     })
 
@@ -196,6 +332,15 @@ def extract_inputs(paths: list[Path], args: argparse.Namespace, metadata: dict[s
     return [root]
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Numeric options that argparse accepts but spotting cannot use."""
+    for option, value in (("--threshold", args.threshold), ("--fps", args.fps)):
+        if value is not None and not math.isfinite(value):
+            raise SpotError(f"{option} {value}: not a finite number")
+    if args.fps is not None and args.fps <= 0:
+        raise SpotError(f"--fps {args.fps:g}: must be a positive frame rate")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pwes.spot", description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", type=Path, help=".npz feature files, feature-set folders, or videos (with --rgb-weights/--flow-weights)")
@@ -211,14 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-size", type=int, default=224, help="video inputs: centre crop fed to I3D (as pwes.extract)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs in --out that another input wrote (by default only a rerun's own outputs are replaced)")
     args = parser.parse_args(argv)
     try:
+        check_options(args)
         model, metadata = load_model(args.ckpt, args.device)
         videos = [p for p in args.inputs if p.suffix.lower() in VIDEO_SUFFIXES or (p.is_dir() and not (p / "features").is_dir())]
         features = [p for p in args.inputs if p not in videos]
         if videos:
             features += extract_inputs(videos, args, metadata)
         items = read_inputs(features, metadata, args.fps, args.videos_csv)
+        check_existing_outputs(args.out, items, args.overwrite)
         threshold = args.threshold if args.threshold is not None else float(metadata.get("score_threshold", float("-inf")))
         # checkpoints written before proposals.maps existed built their threshold on the plain maps
         config = ProposalConfig(**{"maps": "plain", **metadata["proposals"]})
@@ -231,9 +379,9 @@ def main(argv: list[str] | None = None) -> int:
             proposals = [p for p in proposals_from_prediction(prediction, item.num_frames, item.fps, snippet, stride, config) if p.score >= threshold]
             write_outputs(args.out, item, proposals, threshold, args.ckpt)
             if not args.no_plot:
-                plot(args.out / f"{item.name}.png", item, prediction, proposals, stride, snippet)
+                plot(args.out / f"{item.output}.png", item, prediction, proposals, stride, snippet)
             counts = {t: sum(p.type == t for p in proposals) for t in ("ME", "MaE")}
-            print(f"{item.name}: {len(proposals)} interval(s) ({counts['ME']} ME, {counts['MaE']} MaE) -> {args.out / item.name}.csv")
+            print(f"{item.name}: {len(proposals)} interval(s) ({counts['ME']} ME, {counts['MaE']} MaE) -> {args.out / item.output}.csv")
     except (SpotError, LayoutError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
