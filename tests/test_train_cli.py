@@ -97,7 +97,7 @@ def test_multirun_and_report(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pwes.report", str(sweep)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].startswith("| callbacks.mplg.threshold | F1(0.5) | F1(1.0) | F1(p) | REC | PRE | F1 |")
+    assert lines[0].startswith("| callbacks.mplg.threshold | F1(0.5) | F1(1.0) | all: REC | all: PRE | all: F1 | calibrated: REC |")
     assert lines[2].startswith("| 0.6 |") and lines[3].startswith("| 0.8 |")
     assert (sweep / "report.csv").exists() and (sweep / "report.png").stat().st_size > 0
     assert (sweep / "report.md").read_text() == proc.stdout
@@ -138,3 +138,85 @@ def test_bad_settings_give_one_line(tmp_path: Path, overrides: list[str], messag
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def folder_state(run_dir: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file of a folder with its size, modification time and content."""
+    return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return errors[0]
+
+
+TINY = ("logger=none", "run_name=x", "fold=s02", "trainer.max_steps=3", "dataset.pretrain_steps=1")
+
+
+@pytest.fixture(scope="module")
+def finished_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A finished one-fold run (home, run folder) for the refused-resume tests."""
+    home = tmp_path_factory.mktemp("refuse")
+    run_train(home, *TINY)
+    run_dir = home / "outputs" / "runs" / "synthetic_tiny" / "x"
+    assert (run_dir / "fingerprint.json").exists() and (run_dir / "fold-s02" / "fingerprint.json").exists()
+    return home, run_dir
+
+
+def test_refused_resume_names_the_setting_and_leaves_the_folder_untouched(finished_tiny: tuple[Path, Path]) -> None:
+    home, run_dir = finished_tiny
+    before = folder_state(run_dir)
+    assert ".hydra/overrides.yaml" in before and "train.log" in before
+    error = one_error_line(run_train(home, *TINY, "seed=1", check=False))
+    assert "was written by a different config (data.points.seed: 0 vs 1; seed: 0 vs 1)" in error and "run_name=NEW" in error
+    assert folder_state(run_dir) == before  # .hydra/ and train.log included
+
+
+def test_resume_after_the_annotations_changed_is_refused(finished_tiny: tuple[Path, Path]) -> None:
+    home, run_dir = finished_tiny
+    before = folder_state(run_dir)
+    annotations = next((home / ".cache" / "synthetic").glob("tiny-*")) / "annotations.csv"
+    lines = annotations.read_text().splitlines(keepends=True)
+    annotations.write_text("".join(lines[:-1]))
+    error = one_error_line(run_train(home, *TINY, check=False))
+    assert f"the data changed since fold-s02 was trained (changed: annotations.csv ({annotations}))" in error and "run_name=NEW" in error
+    assert folder_state(run_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # (every other bad count is checked without a process in test_protocol.py)
+        (["trainer.max_steps=-1"], "trainer.max_steps=-1 must be at least 1"),
+        (["seed=abc"], "seed='abc' must be a whole number"),
+    ],
+)
+def test_bad_iteration_counts_and_seed_give_one_line(tmp_path: Path, overrides: list[str], message: str) -> None:
+    assert message in one_error_line(run_train(tmp_path, "logger=none", *overrides, check=False))
+    assert not list((tmp_path / "outputs").rglob("fold-*"))  # nothing trained
+
+
+def test_unwritable_output_folder_gives_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should go")
+    env_home = blocker  # PWES_HOME under a file: the run folder cannot be created
+    proc = subprocess.run([sys.executable, "-m", "pwes.train", *QUICK, "logger=none"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PWES_HOME": str(env_home)})
+    error = one_error_line(proc)
+    assert f"{blocker}/outputs/runs/synthetic_tiny" in error and "cannot write" in error and "PWES_HOME" in error
+
+
+def test_ctrl_c_says_what_is_kept_and_exits_130(tmp_path: Path) -> None:
+    env = {**os.environ, "PWES_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "pwes.train", "dataset=synthetic_tiny", "trainer.max_steps=100000", "dataset.pretrain_steps=1", "trainer.enable_progress_bar=false", "logger=none", "run_name=c"]
+    started = tmp_path / "outputs" / "runs" / "synthetic_tiny" / "c" / "fold-s01" / "fingerprint.json"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside the fold's training
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted: no fold had finished in" in stderr and "resume with the same command: python -m pwes.train dataset=synthetic_tiny" in stderr
+    assert "Traceback" not in stderr and not (started.parent / "metrics.json").exists()

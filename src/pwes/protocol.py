@@ -5,12 +5,14 @@ A run folder holds::
     config.yaml                    the resolved config of the run
     fold-<subject>/checkpoints/last.ckpt   the fold's final model (with the metadata spot needs)
     fold-<subject>/proposals.csv   video,subject,fold,onset,offset,score,type
+    fold-<subject>/fingerprint.json  the data the fold saw (pwes.run_folder: checked on resume)
     fold-<subject>/metrics.json    the fold's figures; written last, it marks the fold finished
     proposals.csv, metrics.json    every finished fold pooled (counts summed, then REC/PRE/F1)
     model/last.ckpt                fold=none: one model trained on every subject
 
 A rerun of the same command skips finished folds and retrains an unfinished one from scratch
-(seeded), so the pooled result equals that of an uninterrupted run.
+(seeded), so the pooled result equals that of an uninterrupted run; it is refused, before anything
+is written, when the settings or the data differ from the finished folds' (pwes.run_folder).
 """
 
 from __future__ import annotations
