@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import types
@@ -16,6 +17,7 @@ from pwes.data.synthetic import cache as synthetic_cache
 from pwes.data.synthetic import generator as synthetic_generator
 from pwes.data.layout import expected_snippets, load_feature_set, load_features
 from pwes.data.synthetic import PRESETS, SyntheticSpec, ensure_synthetic, generate, resolve_spec
+from pwes.data.synthetic.draws import Event
 
 QUIET = {  # no background movement and no distractors: only the annotated expressions move
     "au_activity_std": 0.0, "activity_std": 0.0, "noise_std": 0.0, "rgb_drift_std": 0.0, "flow_drift_std": 0.0,
@@ -225,6 +227,48 @@ def test_presets_have_the_published_shapes() -> None:
     assert (round(casme3.me_per_video * 956), round(casme3.mae_per_video * 956)) == (207, 2071)
     assert PRESETS["small"] == SyntheticSpec() and PRESETS["small"].feature_dim == 64
     assert resolve_spec("casme2", feature_dim="128").feature_dim == 128
+
+
+# sha256 over tiny's (seed 0) features and CSVs, as written before flow_speed_seconds existed
+TINY_SEED0_DIGEST = "a2eeeb01524f2795525660480542e36fc7947453aa9df0a77d577893b25c5d28"
+
+
+def test_flow_speed_off_keeps_the_old_files_and_on_changes_only_flow(tiny: Path, tmp_path: Path) -> None:
+    files = _files(tiny)
+    digest = hashlib.sha256()
+    for name, data in sorted(files.items()):
+        if name != "synthetic.json":  # provenance: it lists every setting, the new ones too
+            digest.update(name.encode())
+            digest.update(data)
+    assert digest.hexdigest() == TINY_SEED0_DIGEST
+    assert PRESETS["tiny"].flow_speed_seconds == PRESETS["small"].flow_speed_seconds == 0.0
+    fast = _files(generate(tmp_path, resolve_spec("tiny", flow_speed_seconds=0.5), seed=0))
+    assert fast["annotations.csv"] == files["annotations.csv"]
+    old, new = load_features(tiny / "features" / "s01_v01.npz"), load_features(tmp_path / "features" / "s01_v01.npz")
+    assert np.array_equal(old[0], new[0]) and not np.array_equal(old[1], new[1])  # RGB untouched, flow changed
+
+
+def test_flow_speed_scales_the_motion_peak_by_the_rise_time() -> None:
+    def flow_peak(rise_frames: int, speed_frames: float) -> float:
+        onset = 100
+        event = Event("MaE", onset, onset + rise_frames + 4, onset + rise_frames + 40, onset + rise_frames - 1, onset + rise_frames + 9)
+        return float(synthetic_generator._frame_profiles(event, 1.0, speed_frames, 3.0)[1].max())  # flow = motion only
+
+    assert flow_peak(15, 15) == pytest.approx(1.0, abs=0.01)  # a rise at the reference speed peaks at 1
+    assert flow_peak(30, 15) == pytest.approx(0.5, abs=0.01)  # twice as slow: half the flow
+    assert flow_peak(5, 15) == pytest.approx(2.95, abs=0.01)  # three times as fast: about 3
+    assert flow_peak(2, 15) == 3.0  # capped
+    assert flow_peak(5, 0) == flow_peak(30, 0) == pytest.approx(1.0)  # off: every event peaks at 1
+    for preset, fps in (("casme2", 30.0), ("samm", 200.0), ("casme3", 30.0)):  # seconds: same speed at any fps
+        assert PRESETS[preset].flow_speed_seconds == 0.5 and PRESETS[preset].fps == fps
+
+
+def test_flow_speed_settings_validate_their_range() -> None:
+    with pytest.raises(ValueError, match=r"flow_speed_seconds=-0.5: must be a finite number >= 0"):
+        SyntheticSpec(flow_speed_seconds=-0.5)
+    with pytest.raises(ValueError, match=r"flow_speed_cap=0.5: must be >= 1"):
+        resolve_spec("casme2", flow_speed_cap="0.5")
+    assert resolve_spec("small", flow_speed_seconds="0.25").flow_speed_seconds == 0.25
 
 
 def test_cli_writes_a_preset_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

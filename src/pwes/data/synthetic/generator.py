@@ -15,7 +15,8 @@ Every snippet feature is ``relu(z)`` of a pre-activation ``z[t, d]`` built from
 * isotropic AR(1) noise per stream and a slow appearance drift (mostly RGB);
 * expressions: an onset-apex-offset profile, averaged over each snippet's frames, along an
   instance direction close to the class prototype in action-unit space (ME and MaE prototypes
-  differ), weaker in RGB than in flow (ME almost absent from RGB);
+  differ), weaker in RGB than in flow (ME almost absent from RGB); with ``flow_speed_seconds``
+  the flow of every event (distractors too) grows with its speed, so brief rapid MEs stand out;
 * distractors that are not annotated: blinks (short, strong in flow), head movements (long,
   large, random directions) and other facial movements (random action-unit mixes, as strong as
   a MaE): they move the features at least as much as the expressions do.
@@ -50,11 +51,15 @@ _BLINK_DIRECTION_JITTER = 0.1  # variance share of a blink direction that is eve
 # event profiles and features
 
 
-def _frame_profiles(event: Event, motion_mix: float) -> tuple[np.ndarray, np.ndarray]:
+def _frame_profiles(event: Event, motion_mix: float, speed_frames: float = 0.0,
+                    speed_cap: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """Appearance and flow profiles over the event's frames.
 
     Appearance rises (sin^2) to 1 over the onset phase, holds through the apex phase and decays
     (cos^2) over the offset phase; flow sees motion, the change of appearance, mixed with it.
+    With ``speed_frames = 0`` the motion is normalised to a peak of 1 (every event equally fast);
+    with N > 0 it is the per-frame change scaled so that a rise over N frames peaks at about 1,
+    a faster rise higher, at most ``speed_cap``.
     """
     n = event.offset - event.onset + 1
     a, b = event.peak_start - event.onset, event.peak_end - event.onset
@@ -63,7 +68,10 @@ def _frame_profiles(event: Event, motion_mix: float) -> tuple[np.ndarray, np.nda
     fall = np.cos(0.5 * np.pi * (i - b) / (n - b)) ** 2
     appearance = np.where(i <= a, rise, np.where(i <= b, 1.0, fall))
     motion = np.abs(np.diff(appearance, prepend=0.0))
-    motion /= max(motion.max(), 1e-12)
+    if speed_frames > 0:  # the steepest step of a sin^2 rise over N frames is about pi / (2 N)
+        motion = np.minimum(motion * (2.0 * speed_frames / np.pi), speed_cap)
+    else:
+        motion /= max(motion.max(), 1e-12)
     return appearance, (1 - motion_mix) * appearance + motion_mix * motion
 
 
@@ -122,7 +130,8 @@ def video_features(
     factor_series = ar1(rng, t, spec.activity_rank, spec.activity_autocorr) / np.float32(math.sqrt(spec.activity_rank))
     noise = ar1(rng, t, 2 * d, spec.noise_autocorr)
     drift_series = smooth_series(rng, t, _DRIFT_COMPONENTS, spec.drift_seconds / snippet_seconds) / np.float32(math.sqrt(_DRIFT_COMPONENTS))
-    profiles = [_frame_profiles(e, spec.flow_motion_mix) for e in events]
+    speed_frames = spec.flow_speed_seconds * spec.fps
+    profiles = [_frame_profiles(e, spec.flow_motion_mix, speed_frames, spec.flow_speed_cap) for e in events]
     s_v = math.sqrt(spec.video_face_share)
     s_s = math.sqrt(spec.subject_face_share)
     s_0 = math.sqrt(1 - spec.video_face_share - spec.subject_face_share)
