@@ -19,6 +19,7 @@ same as a new run (``run_name=NEW``, or delete the folder).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shlex
 import sys
@@ -125,8 +126,6 @@ def finished_folds(run_dir: Path) -> list[Path]:
 
 
 def read_json(path: Path) -> Any:
-    import json
-
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -168,8 +167,6 @@ def previous_fingerprint(run_dir: Path) -> dict[str, Any] | None:
     """The run folder's last recorded fingerprint (to reuse unchanged files' hashes), if any."""
     path = run_dir / FINGERPRINT
     try:
-        import json
-
         record = json.loads(path.read_text(encoding="utf-8"))
         return record if isinstance(record, dict) else None
     except (OSError, ValueError):
