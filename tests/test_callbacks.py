@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from tiny_model import QUIET, REGIONS, TINY, Recorder, batches, loader, make_module, make_trainer, synthetic_videos
 
 from pwes.callbacks import DFCLCallback, GaussianCallback, MPLGCallback, PPLMCallback
+from pwes.callbacks.diagnostics import DiagnosticsCallback
 from pwes.callbacks.gaussian import GaussianConfig, gaussian_targets
 from pwes.config import CONFIG_DIR, ConfigError, register_resolvers
 from pwes.model.dfcl import RegionCounts, sample_region_vectors
@@ -227,8 +228,8 @@ def compose_train(overrides: list[str]):
 
 def test_the_configured_callbacks_take_the_dataset_settings() -> None:
     cfg = compose_train(["dataset=casme2", "dataset.root=/x"])
-    mplg, contrastive = build_callbacks(cfg)
-    assert isinstance(mplg, MPLGCallback) and isinstance(contrastive, DFCLCallback)
+    mplg, contrastive, diagnostics = build_callbacks(cfg)
+    assert isinstance(mplg, MPLGCallback) and isinstance(contrastive, DFCLCallback) and isinstance(diagnostics, DiagnosticsCallback)
     assert mplg.start_step == contrastive.start_step == 80
     assert mplg.config.name == "full" and mplg.config.threshold == 0.8 and mplg.config.class_weights == "softmax"
     assert contrastive.counts.as_dict() == {"background": 10, "me": 2, "mae": 3} and contrastive.config.main_region
@@ -252,4 +253,4 @@ def test_the_configured_callbacks_take_the_dataset_settings() -> None:
 )
 def test_callback_swaps(overrides: list[str], kinds: list[type]) -> None:
     built = build_callbacks(compose_train(overrides))
-    assert [type(c) for c in built] == kinds
+    assert [type(c) for c in built] == [*kinds, DiagnosticsCallback]  # diagnostics: logged only, on by default

@@ -26,7 +26,7 @@ def test_default_is_full_pwes_on_the_synthetic_default() -> None:
     cfg = compose_train()
     assert cfg.dataset.name == "synthetic_small"
     assert cfg.fold == "all"
-    assert cfg.model.supervision == "point" and set(cfg.callbacks) == {"mplg", "dfcl"}
+    assert cfg.model.supervision == "point" and set(cfg.callbacks) == {"mplg", "dfcl", "diagnostics"}
     assert cfg.callbacks.mplg.threshold == 0.8 and cfg.callbacks.mplg.top_ratio == 0.3
     assert cfg.callbacks.mplg.start_step == cfg.callbacks.dfcl.start_step == cfg.dataset.pretrain_steps
     assert cfg.logger._target_.endswith("WandbLogger") and cfg.logger.offline is True
@@ -49,9 +49,9 @@ def test_paper_settings_per_dataset(dataset: str, lr: float, pretrain: int, snip
 
 def test_ablation_rows() -> None:
     assert compose_train(["ablation=baseline"]).model.supervision == "video"
-    assert set(compose_train(["ablation=pplm"]).callbacks) == {"pplm"}
-    assert set(compose_train(["ablation=mplg"]).callbacks) == {"mplg"}
-    assert set(compose_train(["ablation=mplg_dfcl"]).callbacks) == {"mplg", "dfcl"}
+    assert set(compose_train(["ablation=pplm"]).callbacks) == {"pplm", "diagnostics"}
+    assert set(compose_train(["ablation=mplg"]).callbacks) == {"mplg", "diagnostics"}
+    assert set(compose_train(["ablation=mplg_dfcl"]).callbacks) == {"mplg", "dfcl", "diagnostics"}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

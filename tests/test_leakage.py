@@ -18,6 +18,7 @@ from tiny_model import QUIET
 
 from pwes.config import CONFIG_DIR, register_resolvers
 from pwes.data.layout import load_feature_set
+from pwes.callbacks.diagnostics import attach_ground_truth
 from pwes.protocol import build_callbacks, build_datamodule, build_model
 
 pytestmark = pytest.mark.filterwarnings(QUIET)
@@ -57,7 +58,8 @@ def train(root: Path, supervision: str) -> dict[str, torch.Tensor]:
     datamodule = build_datamodule(cfg, feature_set, ["s3"])
     model = build_model(cfg, feature_set)
     callbacks = build_callbacks(cfg)
-    assert len(callbacks) == 2  # MPLG and DFCL both run
+    assert len(callbacks) == 3  # MPLG and DFCL both run, and the diagnostics (fed each set's intervals)
+    attach_ground_truth(callbacks, feature_set, datamodule.train_set.videos)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(root))
     trainer.fit(model, datamodule=datamodule)
     if supervision == "point":

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from pwes import io, run_folder, tracking
+from pwes.callbacks import diagnostics
 from pwes.config import ConfigError, to_container, validate_run_settings
 from pwes.data.batch import collate
 from pwes.data.datamodule import PWESDataModule, fold_subjects
@@ -178,6 +179,8 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), fold_dir, name, group)
     tracking.log_config(logger, to_container(cfg))
     callbacks = build_callbacks(cfg)
+    # Snippet ground truth of the training videos, for logged diagnostics only (never the model's).
+    diagnostics.attach_ground_truth(callbacks, feature_set, datamodule.train_set.videos)
     metadata = model_metadata(cfg, feature_set, train_subjects)
     callbacks.append(CheckpointMetadata(metadata))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))
@@ -211,6 +214,7 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
         metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(gt)}
         if logger is not None:
             logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=trainer.global_step)
+        metrics.update(diagnostics.final_values(callbacks))  # diag_*: pseudo-label/attention figures
         write_proposals(fold_dir / "proposals.csv", proposals, feature_set)
         io.write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
         return FoldResult(subject, metrics, proposals)
@@ -224,6 +228,7 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
     subjects: list[str] = []
     calibrated: list[tuple[list[Proposal], float | None]] = []  # each fold's proposals and its own threshold
     thresholds: dict[str, float | None] = {}
+    diag: dict[str, list[float]] = {}  # diag_* figures per fold, pooled as their mean
     for fold_dir in fold_dirs:
         subject = fold_dir.name.removeprefix("fold-")
         subjects.append(subject)
@@ -233,10 +238,15 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
         if isinstance(fold_metrics, dict) and "calibrated_threshold" in fold_metrics:
             thresholds[subject] = fold_metrics["calibrated_threshold"]
             calibrated.append((fold_proposals, fold_metrics["calibrated_threshold"]))
+        if isinstance(fold_metrics, dict):
+            for key, value in fold_metrics.items():
+                if key.startswith("diag_") and isinstance(value, (int, float)):
+                    diag.setdefault(key, []).append(float(value))
     gt, fps = ground_truth(feature_set, feature_set.videos_of(subjects))
     metrics = score(proposals, gt, fps, match)
     if len(calibrated) == len(fold_dirs):  # folds written before calibration existed have no threshold
         metrics.update(pooled_calibrated_metrics(calibrated, gt, fps, match), calibrated_thresholds=thresholds)
+    metrics.update({key: round(sum(v) / len(v), 6) for key, v in diag.items()})
     return {**metrics, "num_folds": len(fold_dirs), "num_videos": len(gt)}, proposals
 
 

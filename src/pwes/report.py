@@ -7,9 +7,11 @@ cells read ``mean ± std (n=3)`` (sample standard deviation over the seeds). Col
 point (docs/evaluation.md): the ME figures F1(0.5) and F1(1.0); **all** proposals (REC, PRE, F1);
 **calibrated** (each fold's threshold chosen on its training videos' point labels: REC, PRE, F1,
 ME F1); **best-on-test** (the score threshold with the best pooled F1, tuned on the test folds:
-F1 and the paper's F1(p)). Below the table, every pair of rows whose means differ by more than
-twice their combined spread ``sqrt(s1^2 + s2^2)`` is listed. Jobs the sweep defines but that never
-ran are ``missing``; jobs that left no usable metrics.json are ``failed`` (with the reason).
+F1 and the paper's F1(p)). A second table gives the pseudo-label and attention diagnostics
+(``diag_*``, pwes.callbacks.diagnostics) of rows that have them. Below the tables, every pair
+of rows whose means differ by more than twice their combined spread ``sqrt(s1^2 + s2^2)`` is
+listed. Jobs the sweep defines but that never ran are ``missing``; jobs that left no usable
+metrics.json are ``failed`` (with the reason).
 Writes report.md, report.csv (mean, std, n per figure) and report.png (error bars) into the sweep
 folder.
 """
@@ -43,6 +45,23 @@ COLUMNS = (
     ("calibrated: ME F1", "calibrated_me_f1"),
     ("best-on-test†: F1", "f1_p"),
     ("best-on-test†: F1(p)", "f1_me_p"),
+)
+# Pseudo-label and attention diagnostics (pwes.callbacks.diagnostics): a second table.
+DIAG_COLUMNS = (
+    ("ME precision", "diag_precision_me"),
+    ("ME recall", "diag_recall_me"),
+    ("MaE precision", "diag_precision_mae"),
+    ("MaE recall", "diag_recall_mae"),
+    ("bg purity", "diag_bg_purity"),
+    ("fg coverage", "diag_coverage_fg"),
+    ("bg coverage", "diag_coverage_bg"),
+    ("attention AUC", "diag_attention_auc"),
+)
+DIAG_NOTE = (
+    "Pseudo labels and attention on the training videos against their annotated intervals (ground "
+    "truth for logging only): the snippet-loss targets' precision/recall per class, the share of "
+    "pseudo background outside every interval, the share of each video labelled, the attention's "
+    "snippet AUC; each fold's mean over its last steps, then the mean over folds."
 )
 # The figures whose row-to-row differences are checked against the spread.
 HEADLINE = ("f1", "calibrated_f1", "f1_p", "f1_me_0.5")
@@ -284,15 +303,29 @@ def table(groups: Sequence[GroupRow]) -> tuple[list[str], list[list[str]]]:
 def csv_table(groups: Sequence[GroupRow]) -> tuple[list[str], list[list[Any]]]:
     """report.csv: the swept settings, the seeds, then ``<key>_mean, <key>_std, <key>_n`` per figure."""
     keys = swept_keys(groups)
-    header = [*keys, "seeds", *(f"{key}_{part}" for _, key in COLUMNS for part in ("mean", "std", "n")), "status"]
+    header = [*keys, "seeds", *(f"{key}_{part}" for _, key in (*COLUMNS, *DIAG_COLUMNS) for part in ("mean", "std", "n")), "status"]
     rows = []
     for group in groups:
         values: list[Any] = [group.overrides.get(k, "") for k in keys] + [" ".join(group.seeds)]
-        for _, key in COLUMNS:
+        for _, key in (*COLUMNS, *DIAG_COLUMNS):
             s = group.stat(key)
             values += ["", "", 0] if s is None else [f"{s.mean:.6f}", "" if s.std is None else f"{s.std:.6f}", s.n]
         rows.append(values + [group.status])
     return header, rows
+
+
+def diagnostics_table(groups: Sequence[GroupRow]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the diagnostics table: the rows with any ``diag_*`` figure."""
+    keys = swept_keys(groups)
+    with_seeds = any(g.seeds for g in groups)
+    header = [*keys, *(["seeds"] if with_seeds else []), *(name for name, _ in DIAG_COLUMNS)]
+    cells = []
+    for group in groups:
+        stats = [group.stat(key) for _, key in DIAG_COLUMNS] if group.ok else []
+        if any(s is not None for s in stats):
+            values = [group.overrides.get(k, "") for k in keys] + ([",".join(group.seeds)] if with_seeds else [])
+            cells.append(values + ["" if s is None else str(s) for s in stats])
+    return header, cells
 
 
 def markdown(header: list[str], cells: list[list[str]]) -> str:
@@ -343,6 +376,9 @@ def write_report(sweep_dir: Path, warnings: list[str] | None = None) -> str:
     groups = group_by_seed(rows)
     header, cells = table(groups)
     text = markdown(header, cells) + "\n" + NOTE + "\n"
+    diag_header, diag_cells = diagnostics_table(groups)
+    if diag_cells:
+        text += "\nDiagnostics:\n\n" + markdown(diag_header, diag_cells) + "\n" + DIAG_NOTE + "\n"
     keys = swept_keys(groups)
     if any(g.stat("f1") is not None and g.stat("f1").n > 1 for g in groups):
         found = differences(groups, keys)

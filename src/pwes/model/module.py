@@ -197,12 +197,20 @@ class PWESModule(L.LightningModule):
         self.network = PWESNetwork(rgb_dim, flow_dim, self.network_config)
         self._contributions = Contributions()
         self._clean: tuple[Batch, NetworkOutput] | None = None
+        self._last_targets: SnippetTargets | None = None  # for diagnostics only (last_step_targets)
 
     # ------------------------------------------------------------------------- the callback hook
     @property
     def takes_pseudo_labels(self) -> bool:
         """Whether callbacks may contribute (point supervision only)."""
         return self.supervision == "point"
+
+    @property
+    def last_step_targets(self) -> SnippetTargets | None:
+        """The snippet targets the last training step's snippet loss used (point labels over the
+        contributed pseudo labels; None without a snippet loss). For logged diagnostics only
+        (``pwes.callbacks.diagnostics``): read-only, nothing in training reads it."""
+        return self._last_targets
 
     @property
     def feature_dim(self) -> int:
@@ -307,6 +315,7 @@ class PWESModule(L.LightningModule):
         try:
             output = self.network(batch.rgb, batch.flow, batch.mask)
             report = self.compute_losses(batch, output, contributions.targets, contributions.terms)
+            self._last_targets = report.targets
         finally:
             self._clean = None
         size = len(batch)
