@@ -27,6 +27,11 @@ def test_run_folder_accepts_same_config_and_ignores_cosmetic_settings(tmp_path: 
     (tmp_path / "fold-s1" / "metrics.json").write_text("{}")
     cosmetic = {**CONFIG, "trainer": {"max_steps": 5, "enable_progress_bar": False}, "logger": {"offline": False}}
     prepare_run_folder(tmp_path, cosmetic, resume=True)
+    # the logged-only diagnostics never change results: toggling or tuning them resumes
+    diagnostics = {**CONFIG, "callbacks": {"diagnostics": {"final_steps": 5}}}
+    prepare_run_folder(tmp_path, diagnostics, resume=True)
+    with pytest.raises(ConfigError, match=r"callbacks.dfcl.temperature"):
+        prepare_run_folder(tmp_path, {**CONFIG, "callbacks": {"dfcl": {"temperature": 0.5}}}, resume=True)
 
 
 def test_run_folder_refuses_other_config_or_no_resume(tmp_path: Path) -> None:

@@ -39,7 +39,9 @@ from pwes.data.layout import FeatureSet
 # Settings that do not change results: ignored when checking that a resumed folder matches.
 # dataset.root is left out because the data itself is compared (fingerprint): moved data resumes.
 NON_RESULT_KEYS = ("logger", "resume", "print_metrics", "paths", "run_name", "sweep_name", "hydra")
-NON_RESULT_DOTTED = ("dataset.root",)
+# Dotted keys (and everything below them) that never change results: where the data lives (the
+# fingerprint compares the data itself) and the logged-only diagnostics.
+NON_RESULT_DOTTED = ("dataset.root", "callbacks.diagnostics")
 NON_RESULT_TRAINER_KEYS = ("enable_progress_bar", "accelerator", "devices", "log_every_n_steps")
 FINGERPRINT = "fingerprint.json"
 MAX_LISTED = 4  # differences named in one refusal line
@@ -95,7 +97,7 @@ def fingerprint_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> l
 def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that determines results, flattened to dotted keys."""
     flat = flatten({k: v for k, v in config.items() if k not in NON_RESULT_KEYS})
-    return {k: v for k, v in flat.items() if k not in NON_RESULT_DOTTED and not (k.startswith("trainer.") and k.split(".", 1)[1] in NON_RESULT_TRAINER_KEYS)}
+    return {k: v for k, v in flat.items() if not any(k == d or k.startswith(d + ".") for d in NON_RESULT_DOTTED) and not (k.startswith("trainer.") and k.split(".", 1)[1] in NON_RESULT_TRAINER_KEYS)}
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
