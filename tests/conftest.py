@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pwes.data.layout import write_feature_set
 
@@ -32,3 +33,12 @@ def make_feature_set(root: Path, videos: dict[str, tuple[str, int]] | None = Non
 @pytest.fixture
 def feature_root(tmp_path: Path) -> Path:
     return make_feature_set(tmp_path / "set")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors run fastest (and steadiest on a busy machine) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

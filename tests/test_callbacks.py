@@ -27,15 +27,8 @@ from pwes.model.mplg import generate_mplg
 from pwes.model.targets import combine_targets, hard_targets
 from pwes.protocol import build_callbacks
 
-pytestmark = pytest.mark.filterwarnings(QUIET)
+pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def dfcl(start_step: int = 0, **kwargs) -> DFCLCallback:

@@ -33,15 +33,8 @@ from pwes.model.targets import hard_targets
 from pwes.protocol import build_callbacks, pool_folds, run_protocol
 from pwes.report import write_report
 
-pytestmark = pytest.mark.filterwarnings(QUIET)
+pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------ the figures

@@ -21,15 +21,8 @@ from pwes.data.layout import load_feature_set
 from pwes.callbacks.diagnostics import attach_ground_truth
 from pwes.protocol import build_callbacks, build_datamodule, build_model
 
-pytestmark = pytest.mark.filterwarnings(QUIET)
+pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 VIDEOS = {"a1": ("s1", 160), "a2": ("s1", 120), "b1": ("s2", 144), "b2": ("s2", 96), "c1": ("s3", 136)}
 

@@ -23,16 +23,8 @@ from pwes.model.targets import SnippetTargets, hard_targets
 CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
 STEP0_TERMS = {"mil", "mil_suppressed", "snippet", "guide", "sparsity", "mutual"}
 
-pytestmark = pytest.mark.filterwarnings(QUIET)
+pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest (and steadiest on a busy machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------- config
