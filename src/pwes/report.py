@@ -109,7 +109,9 @@ class GroupRow:
 
     @property
     def seeds(self) -> list[str]:
-        return [j.overrides[SEED_KEY] for j in self.jobs if SEED_KEY in j.overrides]
+        """The group's seeds in numeric order (jobs of several sweeps come in folder order)."""
+        seeds = [j.overrides[SEED_KEY] for j in self.jobs if SEED_KEY in j.overrides]
+        return sorted(seeds, key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
 
     @property
     def ok(self) -> list[JobRow]:
