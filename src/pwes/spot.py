@@ -96,18 +96,12 @@ def read_video_table(path: Path) -> dict[str, tuple[int, float | None]]:
     table: dict[str, tuple[int, float | None]] = {}
     for line, row in csvfile.read_rows(path, ("video", "num_frames"), optional=("fps",), allow_extra=True, error=SpotError):
         where = f"{path}:{line}"
-        try:
-            frames = float(row["num_frames"])
-        except ValueError:
-            raise SpotError(f"{where}: num_frames {row['num_frames']!r} is not a number") from None
+        frames = csvfile.number(row["num_frames"], "num_frames", where, SpotError)
         if not math.isfinite(frames) or frames != int(frames) or frames <= 0:
             raise SpotError(f"{where}: num_frames {row['num_frames']!r} must be a positive whole number")
         fps = None
         if row.get("fps"):
-            try:
-                fps = float(row["fps"])
-            except ValueError:
-                raise SpotError(f"{where}: fps {row['fps']!r} is not a number") from None
+            fps = csvfile.number(row["fps"], "fps", where, SpotError)
             if not math.isfinite(fps) or fps <= 0:
                 raise SpotError(f"{where}: fps {row['fps']!r} must be a positive number")
         table[row["video"]] = (int(frames), fps)

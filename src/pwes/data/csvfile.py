@@ -9,6 +9,7 @@ that starts with ``<path>`` or ``<path>:<line>``.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,3 +94,19 @@ def _check_header(
 
 def _names(columns: Sequence[str]) -> str:
     return ",".join(c or "''" for c in columns)
+
+
+def number(value: str, what: str, where: str, error: type[ValueError] = ValueError) -> float:
+    """A cell as a float, or ``error("<where>: <what> '<value>' is not a number")``."""
+    try:
+        return float(value)
+    except ValueError:
+        raise error(f"{where}: {what} {value!r} is not a number") from None
+
+
+def whole_frame(value: str, what: str, where: str, error: type[ValueError] = ValueError) -> int:
+    """A cell holding a whole frame number (``12``, ``12.0``, ``1e1``) as an int."""
+    result = number(value, what, where, error)
+    if not math.isfinite(result) or result != int(result):
+        raise error(f"{where}: {what} {value!r} is not a whole frame number")
+    return int(result)

@@ -149,13 +149,7 @@ def check_id(value: str, what: str, where: str) -> None:
 def _int(value: str, what: str, where: str, allow_empty: bool = False) -> int | None:
     if allow_empty and value == "":
         return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise LayoutError(f"{where}: {what} {value!r} is not a number") from None
-    if not math.isfinite(number) or number != int(number):
-        raise LayoutError(f"{where}: {what} {value!r} is not a whole frame number")
-    return int(number)
+    return csvfile.whole_frame(value, what, where, LayoutError)
 
 
 def _read_videos(path: Path) -> dict[str, tuple[int, str, int, float]]:
@@ -175,10 +169,7 @@ def _read_videos(path: Path) -> dict[str, tuple[int, str, int, float]]:
         num_frames = _int(row["num_frames"], "num_frames", where)
         if num_frames <= 0:
             raise LayoutError(f"{where}: num_frames must be positive, got {num_frames}")
-        try:
-            fps = float(row["fps"])
-        except ValueError:
-            raise LayoutError(f"{where}: fps {row['fps']!r} is not a number") from None
+        fps = csvfile.number(row["fps"], "fps", where, LayoutError)
         if not math.isfinite(fps) or fps <= 0:
             raise LayoutError(f"{where}: fps must be a positive number, got {row['fps']!r}")
         videos[name] = (line, subject, num_frames, fps)

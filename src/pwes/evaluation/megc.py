@@ -371,16 +371,6 @@ def read_ground_truth(videos_csv: str | Path, annotations_csv: str | Path) -> tu
     return layout.read_tables(videos_csv, annotations_csv)
 
 
-def _whole_frame(value: str, what: str, where: str) -> int:
-    try:
-        number = float(value)
-    except ValueError:
-        raise EvaluationError(f"{where}: {what} {value!r} is not a number") from None
-    if not math.isfinite(number) or number != int(number):
-        raise EvaluationError(f"{where}: {what} {value!r} is not a whole frame number")
-    return int(number)
-
-
 def read_proposals_csv(
     path: str | Path,
     known_videos: Mapping[str, VideoInfo] | Collection[str],
@@ -410,18 +400,15 @@ def _parse_proposal(
     video = row["video"]
     if video not in known_videos:
         raise EvaluationError(f"{where}: unknown video {video!r} (not among the {len(known_videos)} evaluated videos)")
-    onset = _whole_frame(row["onset"], "onset", where)
-    offset = _whole_frame(row["offset"], "offset", where)
+    onset = csvfile.whole_frame(row["onset"], "onset", where, EvaluationError)
+    offset = csvfile.whole_frame(row["offset"], "offset", where, EvaluationError)
     if onset < 0:
         raise EvaluationError(f"{where}: onset {onset} is negative (frames are 0-based)")
     if onset > offset:
         raise EvaluationError(f"{where}: onset {onset} > offset {offset}")
     if infos is not None and offset >= infos[video].num_frames:
         raise EvaluationError(f"{where}: offset {offset} beyond video {video!r} of {infos[video].num_frames} frames (0..{infos[video].num_frames - 1})")
-    try:
-        value = float(row["score"])
-    except ValueError:
-        raise EvaluationError(f"{where}: score {row['score']!r} is not a number") from None
+    value = csvfile.number(row["score"], "score", where, EvaluationError)
     if not math.isfinite(value):
         raise EvaluationError(f"{where}: score {row['score']!r} is not a finite number")
     kind = row.get("type", "")
