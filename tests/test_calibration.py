@@ -20,6 +20,7 @@ from pwes.evaluation.calibration import (
     calibrate_on_intervals,
     calibrate_on_points,
     calibrated_metrics,
+    calibration_rule,
     point_frame,
     point_targets,
     pooled_calibrated_metrics,
@@ -109,6 +110,13 @@ def test_interval_rule_is_the_best_training_f1() -> None:
     chosen = calibrate_on_intervals(proposals, gt, {"v": 30.0})
     assert chosen.threshold == 0.9 and chosen.train_f1 == 1.0 and chosen.rule == "intervals"
     assert calibrate_on_intervals([], gt, {"v": 30.0}).threshold == float("-inf")
+
+
+def test_auto_uses_intervals_only_for_a_fully_supervised_model() -> None:
+    assert [calibration_rule("auto", s) for s in ("point", "video", "full")] == ["points", "points", "intervals"]
+    assert calibration_rule("points", "full") == "points" and calibration_rule("intervals", "point") == "intervals"
+    with pytest.raises(EvaluationError, match="evaluation.calibration must be one of auto, points, intervals, got 'apex'"):
+        calibration_rule("apex", "point")
 
 
 def test_calibrated_figures_filter_each_fold_by_its_own_threshold() -> None:

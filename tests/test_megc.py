@@ -246,8 +246,8 @@ def test_config_file_matches_the_dataclass() -> None:
     assert asdict(MatchConfig(**node)) == asdict(MatchConfig())
     with pytest.raises(EvaluationError, match="evaluation.iou_threshold"):
         MatchConfig(iou_threshold=0)
-    assert MatchConfig().calibration == "points"  # the deployable threshold never sees onset/offset by default
-    with pytest.raises(EvaluationError, match="evaluation.calibration must be one of points, intervals"):
+    assert MatchConfig().calibration == "auto"  # points unless the model was trained on intervals (test_calibration.py)
+    with pytest.raises(EvaluationError, match="evaluation.calibration must be one of auto, points, intervals"):
         MatchConfig(calibration="test")
 
 

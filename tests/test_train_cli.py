@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 QUICK = ["dataset=synthetic_tiny", "trainer.max_steps=12", "dataset.pretrain_steps=6", "trainer.enable_progress_bar=false"]
 
@@ -101,6 +102,19 @@ def test_multirun_and_report(tmp_path: Path) -> None:
     assert lines[2].startswith("| 0.6 |") and lines[3].startswith("| 0.8 |")
     assert (sweep / "report.csv").exists() and (sweep / "report.png").stat().st_size > 0
     assert (sweep / "report.md").read_text() == proc.stdout
+
+
+def test_the_stored_threshold_uses_intervals_only_under_full_supervision(tmp_path: Path) -> None:
+    run_train(tmp_path, "-m", "logger=none", "fold=s01", "model.supervision=point,full", "evaluation.calibration=auto,points", "sweep_name=cal")
+    rules = {}
+    for job in (tmp_path / "outputs" / "multiruns" / "cal").iterdir():
+        overrides = (job / ".hydra" / "overrides.yaml").read_text() if (job / ".hydra").is_dir() else ""
+        if "supervision" not in overrides:
+            continue
+        key = tuple(line.split("=")[1] for line in overrides.splitlines() if "supervision=" in line or "calibration=" in line)
+        metadata = torch.load(job / "fold-s01" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["pwes"]
+        rules[key] = metadata["score_threshold_rule"]
+    assert rules == {("point", "auto"): "points", ("full", "auto"): "intervals", ("point", "points"): "points", ("full", "points"): "points"}
 
 
 @pytest.mark.slow

@@ -42,7 +42,7 @@ from pwes.data.batch import collate
 from pwes.data.datamodule import PWESDataModule, fold_subjects
 from pwes.data.layout import FeatureSet, Interval, load_feature_set
 from pwes.evaluation.megc import MatchConfig, read_proposals_csv, score, write_proposals_csv
-from pwes.evaluation.calibration import calibrate_on_intervals, calibrate_on_points, calibrated_metrics, point_targets, pooled_calibrated_metrics
+from pwes.evaluation.calibration import calibrate_on_intervals, calibrate_on_points, calibrated_metrics, calibration_rule, point_targets, pooled_calibrated_metrics
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
 
@@ -196,9 +196,9 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
         # The operating point for pwes.spot, chosen on the training videos only.
         train_loader = DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, collate_fn=collate)
         train_proposals = proposals_from_outputs(trainer.predict(model, dataloaders=train_loader), feature_set, proposal_cfg)
-        # The deployable threshold: from the training videos' point and video labels only
-        # (evaluation.calibration=intervals uses their onset/offset, for full supervision).
-        if match.calibration == "intervals":
+        # The deployable threshold: from the training videos' point and video labels only, or
+        # from their onset/offset when the model was trained on them (model.supervision=full).
+        if calibration_rule(match.calibration, str(cfg.model.get("supervision", "point"))) == "intervals":
             calibration = calibrate_on_intervals(train_proposals, *ground_truth(feature_set, datamodule.train_set.videos), match)
         else:
             train_items = (datamodule.train_set[i] for i in range(len(datamodule.train_set)))

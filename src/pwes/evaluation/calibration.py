@@ -1,9 +1,10 @@
 """The deployable operating point: a proposal-score threshold chosen on a fold's *training*
 videos, then applied to its test videos ("calibrated" figures) and stored for ``pwes.spot``.
 
-Two rules (``evaluation.calibration``):
+Two rules (``evaluation.calibration``; the default ``auto`` picks ``intervals`` for a fully
+supervised model and ``points`` for every other, :func:`calibration_rule`):
 
-- ``points`` (default): only what point supervision gives. Each training video contributes its
+- ``points``: only what point supervision gives. Each training video contributes its
   point labels (one labelled snippet per expression, of its class) and its video label. A
   point's frame is the centre of its snippet, ``t * stride + (snippet_length - 1) / 2``, clipped
   to the video. Proposals of a video are visited by descending score (ties: onset, offset, input
@@ -17,7 +18,7 @@ Two rules (``evaluation.calibration``):
   points (apex points) and so the same threshold.
 - ``intervals``: the threshold of the best MEGC F1 against the training videos' annotated
   intervals (the best-on-test rule applied to training videos). It uses onset/offset, so it is
-  legitimate only for fully supervised models; it is never the default.
+  legitimate only for fully supervised models, and the default only for them.
 
 A proposal is kept when ``score >= threshold``; ``-inf`` keeps every proposal.
 """
@@ -117,6 +118,17 @@ def _hit_credits(proposals: Sequence[Proposal], targets: Sequence[PointTarget], 
     return scores, tp_credit, fp_credit
 
 
+def calibration_rule(setting: str, supervision: str) -> str:
+    """The rule ``evaluation.calibration`` names for a model trained under ``supervision``
+    (``model.supervision``): ``auto`` is ``intervals`` only for ``full``, whose training already
+    used every onset and offset; ``points`` and ``intervals`` are taken as given."""
+    if setting not in CALIBRATION_RULES:
+        raise EvaluationError(f"evaluation.calibration must be one of {', '.join(CALIBRATION_RULES)}, got {setting!r}")
+    if setting != "auto":
+        return setting
+    return "intervals" if supervision == "full" else "points"
+
+
 def calibrate_on_points(proposals: Sequence[Proposal], targets: Mapping[str, Sequence[PointTarget]], match: MatchConfig | None = None) -> Calibration:
     """The threshold with the best point-hit F1 over the training videos in ``targets`` (see the
     module docstring); proposals of videos outside ``targets`` are an error."""
@@ -192,6 +204,7 @@ __all__ = [
     "calibrate_on_intervals",
     "calibrate_on_points",
     "calibrated_metrics",
+    "calibration_rule",
     "point_frame",
     "point_targets",
     "pooled_calibrated_metrics",

@@ -37,7 +37,7 @@ from pwes.inference.proposals import Proposal, duration_labels, expression_type
 
 ME_CUTS = (0.5, 1.0)  # seconds: the ME cut of F1(0.5) and F1(1.0)
 F1_P_CUT = 0.5  # seconds: the ME cut used inside the best proposal set for F1(p)
-CALIBRATION_RULES = ("points", "intervals")  # how the deployable threshold is chosen on training videos
+CALIBRATION_RULES = ("auto", "points", "intervals")  # how the deployable threshold is chosen on training videos
 PROPOSAL_COLUMNS = ("video", "onset", "offset", "score", "type")
 _IOU_EPS = 1e-9  # IoU 0.5 computed as 5/10 must count at threshold 0.5
 
@@ -56,16 +56,17 @@ class MatchConfig:
     onset`` (exclusive ends), as some public code computes them.
 
     ``calibration`` is not part of matching: it says how each fold's deployable score threshold
-    is chosen on its training videos (:mod:`pwes.evaluation.calibration`): ``points`` (default:
-    point and video labels only) or ``intervals`` (the annotated intervals; legitimate only for
-    fully supervised models).
+    is chosen on its training videos (:mod:`pwes.evaluation.calibration`): ``points`` (point and
+    video labels only), ``intervals`` (the annotated intervals; legitimate only for fully
+    supervised models) or ``auto`` (default: ``intervals`` under ``model.supervision=full``,
+    ``points`` otherwise).
     """
 
     iou_threshold: float = 0.5
     class_agnostic: bool = False
     one_to_many: bool = False
     iou_plus_one: bool = True
-    calibration: str = "points"
+    calibration: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold <= 1.0:
