@@ -62,6 +62,28 @@ def test_run_folder_holds_config_checkpoints_metrics_and_proposals(full_run: tup
     assert len(pooled) == metrics["num_proposals"]
 
 
+def test_me_findability_reads_a_finished_run(full_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run_dir, _ = full_run
+    home = run_dir.parents[2]
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "me_findability.py"
+    out = tmp_path / "figures.json"
+    proc = subprocess.run([sys.executable, str(script), str(run_dir), "--json", str(out)], cwd=home, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| attention (flow) |" in proc.stdout and "| suppressed TCAM ME |" in proc.stdout
+    result = json.loads(out.read_text())
+    funnel = result["funnel"]
+    # proposals are runs of the attention's multi-top series, and calibration only removes some
+    assert funnel["me"] >= funnel["candidate"] >= funnel["all"] >= funnel["calibrated"] >= 0
+    # the same proposals and thresholds as the run itself: its pooled ME figures come back
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert funnel["me"] == metrics["me_tp"] + metrics["me_fn"]
+    assert (funnel["all"], funnel["calibrated"]) == (metrics["me_tp"], metrics["calibrated_me_tp"])
+    for row in result["curves"].values():
+        assert all(0.0 <= v <= 1.0 for v in row.values() if v == v)  # NaN where a class is absent
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=home, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path}: not a pwes run folder (no config.yaml)"
+
+
 def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict], tmp_path: Path) -> None:
     _, reference = full_run
     env = {**os.environ, "PWES_HOME": str(tmp_path)}
