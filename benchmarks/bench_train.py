@@ -2,7 +2,9 @@
 
 Times full iterations (forward, every loss term, backward, Adam step) on random I3D-like
 batches, both before the pretraining switch (MIL, attention and point losses) and after it (MPLG
-pseudo labels and DFCL with a full memory bank as well). Two batch shapes: CAS(ME)^2-sized (8
+pseudo labels and DFCL with a full memory bank as well). A third case adds, before the switch,
+what the diagnostics callback (``callbacks.diagnostics``, logging only) costs there: one extra
+eval-mode forward and the attention AUC. After the switch it reuses MPLG's forward. Two batch shapes: CAS(ME)^2-sized (8
 videos x 368 snippets x 1024 + 1024 features) and a small one (4 x 96 x 1024 + 1024).
 
     python benchmarks/bench_train.py                    # CPU, a few steps (under a minute)
@@ -74,9 +76,13 @@ def random_batch(batch: int, snippets: int, dim: int, device: torch.device, seed
     return Batch(rgb, flow, mask, lengths, labels, points, videos=[f"v{b}" for b in range(batch)]).to(device)
 
 
-def time_steps(module, batch, optimizer, pseudo_active: bool, steps: int, warmup: int, device: torch.device) -> float:
+def time_steps(module, batch, optimizer, pseudo_active: bool, steps: int, warmup: int, device: torch.device, diagnostics: bool = False) -> float:
     """Mean seconds per training iteration after ``warmup`` untimed ones."""
     from pwes.callbacks import DFCLCallback, MPLGCallback
+    from pwes.callbacks.diagnostics import attention_auc
+
+    truth = torch.zeros(*batch.mask.shape, 2, dtype=torch.bool)
+    truth[:, ::7, 1] = True  # any labelling: the AUC's cost does not depend on it
 
     mplg, dfcl = MPLGCallback(), DFCLCallback(regions={"background": 10, "me": 2, "mae": 3})
     dfcl.bank = dfcl.make_bank(module.feature_dim).to(device)
@@ -85,6 +91,9 @@ def time_steps(module, batch, optimizer, pseudo_active: bool, steps: int, warmup
         if pseudo_active:  # what the two callbacks do before each batch (pwes.callbacks)
             module.contribute("mplg", targets=mplg.pseudo_targets(module.clean_forward(batch), batch))
             module.contribute("contrastive", loss_term=lambda context: dfcl.contrastive_loss(context, module), weight=0.1)
+        if diagnostics:  # what DiagnosticsCallback does around the step (pwes.callbacks.diagnostics)
+            attention = module.clean_forward(batch).attention.detach().float().cpu()
+            attention_auc(attention, truth, batch.mask.detach().cpu())
         loss = module.training_step(batch, 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -146,19 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         batch_size, snippets = SIZES[size]
         batch = random_batch(batch_size, snippets, args.dim, device)
-        for phase, active in (("pretraining", False), ("MPLG+DFCL", True)):
+        for phase, active, diagnostics in (("pretraining", False, False), ("pretrain+diag", False, True), ("MPLG+DFCL", True, False)):
             optimizer = module.configure_optimizers()
-            seconds = time_steps(module, batch, optimizer, active, steps, warmup, device)
+            seconds = time_steps(module, batch, optimizer, active, steps, warmup, device, diagnostics)
             timings.append(Timing(size, phase, batch_size, snippets, seconds))
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} thread(s)"
     net = module.network_config
     print(f"PWES training iterations on {where}; model stream_dim={net.stream_dim} fused_dim={net.fused_dim}, "
           f"{params / 1e6:.1f}M parameters; {steps} timed steps after {warmup} warm-up")
-    print(f"{'batch':<8} {'shape':<18} {'phase':<12} {'s/step':>9} {'it/s':>8}")
+    print(f"{'batch':<8} {'shape':<18} {'phase':<14} {'s/step':>9} {'it/s':>8} {'vs pretraining':>15}")
+    base = {t.size: t.seconds_per_step for t in timings if t.phase == "pretraining"}
     for t in timings:
         shape = f"{t.batch}x{t.snippets}x{args.dim}+{args.dim}"
-        print(f"{t.size:<8} {shape:<18} {t.phase:<12} {t.seconds_per_step:>9.4f} {t.iterations_per_second:>8.2f}")
+        print(f"{t.size:<8} {shape:<18} {t.phase:<14} {t.seconds_per_step:>9.4f} {t.iterations_per_second:>8.2f} {t.seconds_per_step / base[t.size]:>14.2f}x")
     return 0
 
 
