@@ -32,5 +32,8 @@ test-all: $(STAMP) ## run every test, the slow end-to-end ones included
 bench: $(STAMP) ## print speed and memory figures (training, extraction, data memory, motion-energy baseline)
 	$(PY) benchmarks/run_all.py $(ARGS)
 
+bench-gpu: ## on a GPU machine: the CUDA tests against the CPU and GPU training speed (benchmarks/cuda_check.sh, uses python3)
+	bash benchmarks/cuda_check.sh
+
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .cache .pytest_cache

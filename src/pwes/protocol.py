@@ -185,8 +185,9 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     callbacks.append(CheckpointMetadata(metadata))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))
     log.info(
-        "%s %s: training on %d videos of %d subjects for %d steps, testing on %d videos",
-        position, f"fold {subject}" if subject is not None else "all subjects", len(datamodule.train_set), len(train_subjects), trainer.max_steps, len(datamodule.test_set),
+        "%s %s: training on %d videos of %d subjects for %d steps on %s, testing on %d videos",
+        position, f"fold {subject}" if subject is not None else "all subjects", len(datamodule.train_set), len(train_subjects), trainer.max_steps,
+        trainer.strategy.root_device, len(datamodule.test_set),
     )
     started = time.perf_counter()
     proposal_cfg = ProposalConfig(**to_container(cfg.proposals))
