@@ -5,8 +5,8 @@
 One row per setting: jobs that differ only in ``seed`` (``-m ... seed=0,1,2``) form one row whose
 cells read ``mean ± std (n=3)`` (sample standard deviation over the seeds). Columns, by operating
 point (docs/evaluation.md): the ME figures F1(0.5) and F1(1.0); **all** proposals (REC, PRE, F1);
-**calibrated** (each fold's threshold chosen on its training videos' point labels: REC, PRE, F1,
-ME F1); **best-on-test** (the score threshold with the best pooled F1, tuned on the test folds:
+**calibrated** (each fold's threshold chosen on its training videos' point labels, or on their
+intervals for a fully supervised row: REC, PRE, F1, ME F1); **best-on-test** (the score threshold with the best pooled F1, tuned on the test folds:
 F1 and the paper's F1(p)). A second table gives the pseudo-label and attention diagnostics
 (``diag_*``, pwes.callbacks.diagnostics) of rows that have them. Below the tables, every pair
 of rows whose means differ by more than twice their combined spread ``sqrt(s1^2 + s2^2)`` is
@@ -67,7 +67,8 @@ DIAG_NOTE = (
 HEADLINE = ("f1", "calibrated_f1", "f1_p", "f1_me_0.5")
 NOTE = (
     "all: every proposal. calibrated: each fold's score threshold chosen on its training videos' "
-    "point labels (deployable; the threshold pwes.spot uses). best-on-test†: the threshold with "
+    "point labels, or their intervals under model.supervision=full (deployable; the threshold "
+    "pwes.spot uses). best-on-test†: the threshold with "
     "the best pooled F1, tuned on the test folds (an optimistic bound, the paper's F1(p))."
 )
 SEED_KEY = "seed"
