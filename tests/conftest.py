@@ -1,4 +1,4 @@
-"""Shared test fixtures: tiny feature sets written into tmp_path."""
+"""Shared test fixtures: tiny feature sets written into tmp_path, and the composed train config."""
 
 from __future__ import annotations
 
@@ -7,8 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
+from pwes.config import CONFIG_DIR, register_resolvers
 from pwes.data.layout import write_feature_set
+
+
+def compose_train(overrides: list[str] | None = None, with_hydra: bool = False):
+    """The train config (conf/train.yaml) with ``overrides``, as Hydra's compose API gives it;
+    ``with_hydra`` keeps the ``hydra`` node."""
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides or [], return_hydra_config=with_hydra)
 
 
 def make_feature_set(root: Path, videos: dict[str, tuple[str, int]] | None = None, annotations: list[dict] | None = None, dim: int = 4, snippet: int = 8, seed: int = 0) -> Path:

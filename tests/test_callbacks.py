@@ -12,15 +12,14 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.callbacks import ModelCheckpoint
+from conftest import compose_train
 from tiny_model import QUIET, REGIONS, TINY, Recorder, batches, loader, make_module, make_trainer, synthetic_videos
 
 from pwes.callbacks import DFCLCallback, GaussianCallback, MPLGCallback, PPLMCallback
 from pwes.callbacks.diagnostics import DiagnosticsCallback
 from pwes.callbacks.gaussian import GaussianConfig, gaussian_targets
-from pwes.config import CONFIG_DIR, ConfigError, register_resolvers
+from pwes.config import ConfigError
 from pwes.model.dfcl import RegionCounts, sample_region_vectors
 from pwes.model.module import StepContext
 from pwes.model.mplg import generate_mplg
@@ -212,13 +211,6 @@ def test_gaussian_targets_by_hand() -> None:
 
 
 # ------------------------------------------------------------------------------------ config
-def compose_train(overrides: list[str]):
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
 def test_the_configured_callbacks_take_the_dataset_settings() -> None:
     cfg = compose_train(["dataset=casme2", "dataset.root=/x"])
     mplg, contrastive, diagnostics = build_callbacks(cfg)

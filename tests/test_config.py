@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 
+import conftest
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from pwes.config import CONFIG_DIR, register_resolvers, run_name_from_overrides
+from pwes.config import CONFIG_DIR, run_name_from_overrides
 from pwes.evaluation.megc import MatchConfig
 from pwes.inference.proposals import ProposalConfig
 
+compose_train = partial(conftest.compose_train, with_hydra=True)  # the sweeper and launcher settings too
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR.parent / "experiments").glob("*.yaml"))
-
-
-def compose_train(overrides: list[str] | None = None):
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides or [], return_hydra_config=True)
 
 
 def test_default_is_full_pwes_on_the_synthetic_default() -> None:

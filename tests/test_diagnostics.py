@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_feature_set
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import compose_train, make_feature_set
 from tiny_model import QUIET, REGIONS, Recorder, batches, loader, make_module, make_trainer, synthetic_videos
 
 from pwes.callbacks import DFCLCallback, MPLGCallback
@@ -25,7 +23,7 @@ from pwes.callbacks.diagnostics import (
     pseudo_label_metrics,
     snippet_auc,
 )
-from pwes.config import CONFIG_DIR, ConfigError, register_resolvers
+from pwes.config import ConfigError
 from pwes.data.layout import load_feature_set
 from pwes.evaluation.megc import MatchConfig, write_proposals_csv
 from pwes.inference.proposals import Proposal
@@ -161,13 +159,6 @@ def test_without_ground_truth_the_callback_does_nothing() -> None:
 
 
 # ------------------------------------------------------------ config, protocol, metrics, report
-def compose_train(overrides: list[str]):
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
 def test_on_by_default_and_removable() -> None:
     assert any(isinstance(c, DiagnosticsCallback) for c in build_callbacks(compose_train([])))
     assert any(isinstance(c, DiagnosticsCallback) for c in build_callbacks(compose_train(["ablation=pplm"])))

@@ -11,12 +11,9 @@ import hydra
 import lightning as L
 import pytest
 import torch
-from conftest import make_feature_set
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import compose_train, make_feature_set
 from tiny_model import QUIET
 
-from pwes.config import CONFIG_DIR, register_resolvers
 from pwes.data.layout import load_feature_set
 from pwes.callbacks.diagnostics import attach_ground_truth
 from pwes.protocol import build_callbacks, build_datamodule, build_model
@@ -35,8 +32,6 @@ def annotations(widen: int) -> list[dict]:
 
 
 def train(root: Path, supervision: str) -> dict[str, torch.Tensor]:
-    register_resolvers()
-    GlobalHydra.instance().clear()
     overrides = [
         "dataset=casme2", f"dataset.root={root}", "data.points.mode=apex", "data.batch_size=2",
         "trainer.max_steps=6", "dataset.pretrain_steps=2", "trainer.accelerator=cpu",
@@ -44,8 +39,7 @@ def train(root: Path, supervision: str) -> dict[str, torch.Tensor]:
         "+dataset.network.stream_dim=16", "+dataset.network.fused_dim=16", "+dataset.network.attention_dim=8",
         "callbacks.dfcl.bank_videos=4", "callbacks.mplg.threshold=0.3",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_train(overrides)
     feature_set = load_feature_set(root, 8, 8)
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg, feature_set, ["s3"])
