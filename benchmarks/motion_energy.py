@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pwes import io
+from pwes.callbacks.diagnostics import snippet_auc
 from pwes.data.layout import FeatureSet, Interval, load_feature_set, load_features
 from pwes.data.synthetic import SyntheticSpec, ensure_synthetic, resolve_spec
 from pwes.evaluation.megc import score
@@ -89,20 +90,10 @@ def snippet_labels(intervals: Sequence[Interval], num_snippets: int, length: int
 
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes."""
-    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for a, b in zip(starts, ends):
-        ranks[order[a:b]] = (a + b + 1) / 2  # average 1-based rank of a tie group
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes.
+    The diagnostics callback's :func:`~pwes.callbacks.diagnostics.snippet_auc`, NaN for None."""
+    value = snippet_auc(scores, positive)
+    return float("nan") if value is None else value
 
 
 # ----------------------------------------------------------------------------------------------

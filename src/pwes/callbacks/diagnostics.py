@@ -88,11 +88,15 @@ def final_values(callbacks: Iterable[Callback]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------ metrics
-def snippet_auc(scores: Tensor, positive: Tensor) -> float | None:
+def snippet_auc(scores: Tensor | np.ndarray, positive: Tensor | np.ndarray) -> float | None:
     """ROC AUC of ``scores`` [N] for ``positive`` [N] bool (Mann-Whitney U with average ranks for
     ties); None without a positive or a negative."""
-    s = scores.detach().double().cpu().numpy().ravel()
-    pos = positive.detach().bool().cpu().numpy().ravel()
+    if isinstance(scores, Tensor):
+        scores = scores.detach().cpu().numpy()
+    if isinstance(positive, Tensor):
+        positive = positive.detach().cpu().numpy()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    pos = np.asarray(positive, dtype=bool).ravel()
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         return None
