@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,8 +129,7 @@ def pair_auc(values: np.ndarray, label: np.ndarray, positive: int, negative: int
 def candidate_hits(attention: np.ndarray, intervals: Sequence, num_frames: int, fps: float, length: int, stride: int, cfg: ProposalConfig) -> int:
     """MEs matched (ME-typed, IoU >= 0.5) by some run of the attention's multi-top series, before
     scoring and NMS."""
-    k_max = min(len(attention), max(cfg.k_min, math.ceil(cfg.k_max_ratio * len(attention) - 1e-9)))
-    runs = list(multi_top_runs(attention, cfg.k_min, k_max))
+    runs = list(multi_top_runs(attention, cfg.k_min, cfg.largest_k(len(attention))))
     onsets = np.array([s * stride for s, _ in runs], dtype=np.int64)
     offsets = np.array([min(e * stride + length - 1, num_frames - 1) for _, e in runs], dtype=np.int64)
     me_typed = np.array([expression_type(int(a), int(b), fps, cfg.me_max_seconds) == "ME" for a, b in zip(onsets, offsets)], dtype=bool)

@@ -115,6 +115,11 @@ class ProposalConfig:
         if self.maps not in PROPOSAL_MAPS:
             raise ProposalConfigError(f"proposals.maps must be one of {', '.join(PROPOSAL_MAPS)}, got {self.maps!r}")
 
+    def largest_k(self, length: int) -> int:
+        """The last ``k`` of the multi-top series for a video of ``length`` snippets:
+        ``max(k_min, ceil(k_max_ratio * length))``, at most ``length``."""
+        return min(length, max(self.k_min, math.ceil(self.k_max_ratio * length - 1e-9)))
+
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         """The setting names, in declaration order."""
@@ -244,7 +249,7 @@ def generate_proposals(
     video_scores = np.asarray(video_scores, dtype=np.float64)
     _check_inputs(video, attention, tcam, video_scores, num_frames, fps, snippet_length, stride)
     length = attention.shape[0]
-    k_max = min(length, max(config.k_min, math.ceil(config.k_max_ratio * length - 1e-9)))
+    k_max = config.largest_k(length)
 
     curves = []
     if "attention" in config.rank_by:
