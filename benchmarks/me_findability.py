@@ -39,13 +39,15 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from motion_energy import BACKGROUND, MAE, ME, auc, snippet_labels  # noqa: E402
 
+from pwes.config import ConfigError  # noqa: E402
 from pwes.data.batch import collate  # noqa: E402
+from pwes.data.layout import LayoutError  # noqa: E402
 from pwes.evaluation.calibration import apply_threshold  # noqa: E402
 from pwes.evaluation.megc import MatchConfig, score  # noqa: E402
 from pwes.inference.maps import proposals_from_prediction  # noqa: E402
 from pwes.inference.proposals import ProposalConfig, expression_type, interval_iou, multi_top_runs  # noqa: E402
 from pwes.protocol import build_datamodule, resolve_feature_set  # noqa: E402
-from pwes.spot import load_model  # noqa: E402
+from pwes.spot import SpotError, load_model  # noqa: E402
 
 CURVES = ("attention (rgb)", "attention (flow)", "attention", "TCAM ME", "suppressed TCAM ME", "TCAM MaE", "suppressed TCAM MaE")
 
@@ -73,7 +75,10 @@ def analyse(runs: Sequence[Path]) -> dict[str, object]:
     all_proposals, calibrated, ground_truth, fps = [], [], {}, {}
     folds_of = {run: fold_dirs(run) for run in runs}  # every folder checked before any work
     for run, folds in folds_of.items():
-        cfg = OmegaConf.load(run / "config.yaml")
+        try:
+            cfg = OmegaConf.load(run / "config.yaml")
+        except Exception as err:  # noqa: BLE001 - any YAML/OmegaConf failure means an unreadable config
+            raise FindabilityError(f"{run / 'config.yaml'}: not a readable run config ({type(err).__name__})") from None
         feature_set = resolve_feature_set(cfg)
         for fold in folds:
             subject = fold.name.removeprefix("fold-")
@@ -166,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = analyse(args.runs)
-    except FindabilityError as err:
+    except (FindabilityError, ConfigError, LayoutError, SpotError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(report(result))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,11 @@ def test_me_findability_reads_a_finished_run(full_run: tuple[Path, dict], tmp_pa
         assert all(0.0 <= v <= 1.0 for v in row.values() if v == v)  # NaN where a class is absent
     bad = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=home, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path}: not a pwes run folder (no config.yaml)"
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "fold-s02" / "checkpoints" / "last.ckpt").write_text("not a checkpoint")
+    bad = subprocess.run([sys.executable, str(script), str(broken)], cwd=home, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {broken / 'fold-s02' / 'checkpoints' / 'last.ckpt'}: not a readable checkpoint (UnpicklingError)"
 
 
 def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict], tmp_path: Path) -> None:
