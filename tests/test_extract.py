@@ -29,6 +29,7 @@ from pwes.data.layout import (
     load_features,
     write_feature_set,
 )
+from pwes.data.recorded import read_recorded
 from pwes.extract.__main__ import main
 from pwes.extract.flow import FLOW_BOUND, FlowComputer, open_flow, open_frames, scale_flow, tvl1_flow
 from pwes.extract.i3d import STREAM_CHANNELS, I3DWeightsError, InceptionI3d, SamePadMaxPool3d, Unit3D, load_i3d
@@ -279,7 +280,17 @@ def test_plan_jobs_names_subjects_and_rejects_bad_inputs(tmp_path: Path) -> None
 def test_writer_refuses_a_foreign_videos_csv(tmp_path: Path) -> None:
     (tmp_path / "videos.csv").write_text("name,frames\nx,3\n")
     with pytest.raises(LayoutError, match="videos.csv"):
-        FeatureSetWriter(tmp_path)
+        FeatureSetWriter(tmp_path, 8, 8)
+
+
+def test_writer_refuses_to_mix_snippet_settings_in_one_folder(tmp_path: Path) -> None:
+    rows = [{"video": "a", "subject": "s1", "num_frames": 100, "fps": 30}]
+    x = np.ones((12, 4), np.float32)
+    write_feature_set(tmp_path, rows, [], {"a": (x, x)}, snippet_length=8, stride=8)
+    FeatureSetWriter(tmp_path, 8, 8)  # the same settings: fine
+    with pytest.raises(LayoutError, match=r"a\.npz: the features were cut with snippet_length 8, stride 8, but this extraction uses "
+                       r"snippet_length 8, stride 2 .*; extract into another --out, or pass --snippet 8 --stride 8"):
+        FeatureSetWriter(tmp_path, 8, 2)
 
 
 # ---------------------------------------------------------------- the command line
@@ -305,6 +316,8 @@ def test_cli_extracts_video_and_frame_folder_into_a_valid_feature_set(tmp_path: 
     rows = {r["video"]: r for r in read_csv(root / "videos.csv")}
     assert rows["clip_avi"] == {"video": "clip_avi", "subject": "s01", "num_frames": "26", "fps": "30.0"}
     assert rows["other"]["subject"] == "s99"
+    # each file records what it was cut with, so a reader with another stride refuses it
+    assert read_recorded(root / "features" / "clip_avi.npz") == {"snippet_length": 8, "stride": 8, "fps": 30.0}
     features = {name: load_features(root / "features" / f"{name}.npz") for name in ("clip_avi", "clip_png")}
     for rgb, flow in features.values():
         assert rgb.shape == flow.shape == (expected_snippets(25, 8, 8), 1024) == (3, 1024)

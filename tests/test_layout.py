@@ -314,3 +314,22 @@ def test_float16_features_load_without_overflow_warnings(feature_root: Path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load(feature_root).num_snippets["a1"] == 10
+
+
+def test_recorded_snippet_settings_are_checked_against_the_dataset_settings(tmp_path: Path) -> None:
+    from pwes.data.layout import write_feature_set
+    from pwes.data.recorded import read_recorded
+
+    x = np.ones((57, 4), np.float32)  # 120 frames, 8-frame snippets every 2 frames
+    rows = [{"video": "v", "subject": "s", "num_frames": 120, "fps": 30}]
+    write_feature_set(tmp_path / "rec", rows, [], {"v": (x, x)}, snippet_length=8, stride=2)
+    assert read_recorded(tmp_path / "rec" / "features" / "v.npz") == {"snippet_length": 8, "stride": 2, "fps": 30.0}
+    assert load_feature_set(tmp_path / "rec", 8, 2).num_snippets == {"v": 57}
+    with pytest.raises(LayoutError, match=r"v\.npz: the features were cut with snippet_length 8, stride 2, but the dataset settings are "
+                       r"snippet_length 8, stride 4 \(their snippets would be placed at the wrong frames\)"):
+        load_feature_set(tmp_path / "rec", 8, 4)
+    # without the record the count still gives it away, and the message names the stride that fits
+    write_feature_set(tmp_path / "bare", rows, [], {"v": (x, x)})
+    with pytest.raises(LayoutError, match=r"v\.npz: 57 snippets, but 120 frames with snippet length 8 and stride 8 give 15 "
+                       r"\(\+-1 allowed\); the count fits stride 2; check num_frames"):
+        load_feature_set(tmp_path / "bare", 8, 8)

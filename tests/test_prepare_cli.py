@@ -3,6 +3,7 @@ code 2 on bad input (wrong sheet, missing column, features that do not fit)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,53 @@ def test_strict_and_wrong_format_exit_2_with_one_line(tmp_path):
     assert lgsnet.stderr.startswith(f"error: {book}: is an .xlsx workbook, not a CSV text file; --annotation-format lgsnet")
     assert len(lgsnet.stderr.splitlines()) == 1
     assert not (tmp_path / "set").exists()
+
+
+def stride2_set(tmp_path: Path) -> Path:
+    """A CAS(ME)^2 set prepared from stride-2 LGSNet-style features (64 frames: 29 snippets)."""
+    book = casme2_workbook(tmp_path / "CASME_sq_gt.xlsx")
+    rng = np.random.default_rng(0)
+    (tmp_path / "feats").mkdir()
+    for video in ("15_0401girlcrashing", "16_0401girlcrashing"):
+        for stream in ("rgb", "flow"):
+            np.savez(tmp_path / "feats" / f"{video}-{stream}.npz", feature=rng.random((1, 29, 4), dtype=np.float32), frame_cnt=np.array(64))
+    result = prepare("casme2", "--annotations", book, "--features", tmp_path / "feats", "--out", tmp_path / "set", "--stride", "2")
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "set"
+
+
+def train(home: Path, *overrides: str) -> subprocess.CompletedProcess:
+    args = ["dataset=casme2", "fold=none", "logger=none", "trainer.max_steps=2", "dataset.pretrain_steps=1", "trainer.enable_progress_bar=false", *overrides]
+    env = {**os.environ, "PWES_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "pwes.train", *args], capture_output=True, text=True, timeout=300, cwd=home, env=env)
+
+
+def test_training_reads_the_snippet_settings_a_prepared_set_records(tmp_path):
+    """Before: `prepare --stride 2` then training failed with "29 snippets, but ... stride 8 give
+    8" and never said dataset.stride=2. Now the recorded stride is used, and an explicit
+    conflicting setting is refused naming the override."""
+    import torch
+    import yaml
+
+    from pwes.data.recorded import read_recorded
+
+    root = stride2_set(tmp_path)
+    feature_file = root / "features" / "15_0401girlcrashing.npz"
+    assert read_recorded(feature_file) == {"snippet_length": 8, "stride": 2, "fps": 30.0}
+    proc = train(tmp_path, f"dataset.root={root}", "run_name=recorded")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "outputs/runs/casme2/recorded"
+    assert torch.load(run / "model/checkpoints/last.ckpt", map_location="cpu", weights_only=False)["pwes"]["stride"] == 2
+    assert yaml.safe_load((run / "config.yaml").read_text())["dataset"]["stride"] == 2  # config.yaml says what was used
+    assert f"snippet settings from {feature_file}: dataset.stride=2 (the config's default is 8)" in proc.stderr + proc.stdout
+
+    proc = train(tmp_path, f"dataset.root={root}", "dataset.stride=8", "run_name=explicit")
+    assert proc.returncode == 2
+    assert (f"error: dataset.stride=8 conflicts with {feature_file}, which records stride 2 (the features were cut so); "
+            "drop dataset.stride=8 to read the set with the settings it records") in proc.stderr
+    # a set prepared before the files recorded it: import.json's stride is used
+    for path in (root / "features").glob("*.npz"):
+        with np.load(path) as data:
+            np.savez(path, rgb=data["rgb"], flow=data["flow"])
+    folds = subprocess.run([sys.executable, "-m", "pwes.folds", "dataset=casme2", f"dataset.root={root}"], capture_output=True, text=True, timeout=120)
+    assert folds.returncode == 0 and folds.stdout.strip() == "s15,s16", folds.stderr

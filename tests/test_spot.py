@@ -216,3 +216,37 @@ def test_busy_plot_labels_only_what_fits_and_draws_annotations(tmp_path: Path) -
     prediction = type("P", (), {"attention": rng.random(400), "tcam": rng.random((400, 3))})()
     plot(tmp_path / "v.png", item, prediction, proposals, 8, 8)
     assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_features_of_another_stride_are_refused_end_to_end(trained, tmp_path: Path) -> None:
+    """A model trained on stride-8 snippets and features cut every 2 frames: before the check,
+    spot exited 0 with intervals at a quarter of their times. Refused whether the file records
+    its stride (as pwes.extract and pwes.prepare write it) or only its row count tells."""
+    from pwes.extract.pipeline import FeatureSetWriter, VideoFeatures
+
+    ckpt, _, env = trained
+    rng = np.random.default_rng(0)
+    t = 57  # 120 frames, 8-frame snippets every 2 frames (the model's stride 8 gives 15)
+    x = rng.random((t, 16), dtype=np.float32)
+    FeatureSetWriter(tmp_path / "ext", 8, 2).write("clip", "me", VideoFeatures(x, x, 120, 30.0))
+    out = tmp_path / "out"
+    proc = run([sys.executable, "-m", "pwes.spot", "--ckpt", str(ckpt), str(tmp_path / "ext"), "--out", str(out)], tmp_path, env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'ext' / 'features' / 'clip.npz'}: the features were cut with snippet_length 8, stride 2, but the model was "
+        "trained on snippet_length 8, stride 8 (their snippets would be placed at the wrong frames); extract them again with "
+        "--snippet 8 --stride 8, or spot with a model trained on features like these"
+    ]
+    assert not out.exists() or not any(out.iterdir())
+    # an older file without the record: its 57 rows do not fit 120 frames at the model's stride
+    save_npz(tmp_path / "ext" / "features" / "clip.npz", rgb=x, flow=x)
+    proc = run([sys.executable, "-m", "pwes.spot", "--ckpt", str(ckpt), str(tmp_path / "ext" / "features" / "clip.npz"), "--out", str(out)], tmp_path, env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "clip.npz: 57 snippets, but 120 frames with snippet length 8 and stride 8 give 15 (+-1 allowed); the count fits stride 2" in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
+    # the same rows at the model's stride (15 snippets, recorded) are spotted
+    FeatureSetWriter(tmp_path / "ok", 8, 8).write("clip", "me", VideoFeatures(x[:15], x[:15], 120, 30.0))
+    proc = run([sys.executable, "-m", "pwes.spot", "--ckpt", str(ckpt), str(tmp_path / "ok"), "--out", str(out), "--no-plot"], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "clip.json").read_text())["num_frames"] == 120
+    assert "annotation" not in proc.stderr  # an extracted set has no annotation rows: nothing to warn about when spotting

@@ -41,6 +41,7 @@ from pwes.config import ConfigError, to_container, validate_run_settings
 from pwes.data.batch import collate
 from pwes.data.datamodule import PWESDataModule, fold_subjects
 from pwes.data.layout import FeatureSet, Interval, load_feature_set
+from pwes.data.recorded import settings_for_set
 from pwes.evaluation.megc import MatchConfig, read_proposals_csv, score, write_proposals_csv
 from pwes.evaluation.calibration import calibrate_on_intervals, calibrate_on_points, calibrated_metrics, calibration_rule, point_targets, pooled_calibrated_metrics
 from pwes.inference.maps import proposals_from_prediction
@@ -71,11 +72,32 @@ def resolve_feature_set(cfg: DictConfig) -> FeatureSet:
         root = OmegaConf.select(cfg, "dataset.root", throw_on_missing=False)
         if root in (None, "", "???"):
             raise ConfigError(f"dataset.root is not set: point it at your {ds.name} feature-set folder (dataset.root=PATH; see README, 'Your own data')")
-    feature_set = load_feature_set(root, int(ds.snippet_length), int(ds.stride))
+    settings, note = settings_for_set(root, {"snippet_length": ds.snippet_length, "stride": ds.stride}, _given_settings(("snippet_length", "stride")))
+    if note:  # the set records other snippet settings than the config's defaults: use the record
+        log.info("%s", note)
+        with open_dict(cfg):
+            cfg.dataset.snippet_length, cfg.dataset.stride = settings["snippet_length"], settings["stride"]
+    feature_set = load_feature_set(root, settings["snippet_length"], settings["stride"])
     off = [v.name for v in feature_set.videos.values() if not math.isclose(v.fps, float(ds.fps), rel_tol=0.01)]
     if off:
         log.warning("%d video(s) have an fps other than dataset.fps=%s (e.g. %s); each video is evaluated at its own fps", len(off), ds.fps, off[0])
     return feature_set
+
+
+def _given_settings(keys: Sequence[str]) -> dict[str, str]:
+    """``dataset.<key>`` settings given on the command line (key -> the override as typed)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        task = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under Hydra (tests composing a config): nothing was typed
+        return {}
+    given = {}
+    for override in task:
+        name = override.lstrip("+~").split("=", 1)[0]
+        if name.startswith("dataset.") and name[len("dataset."):] in keys:
+            given[name[len("dataset."):]] = override.lstrip("+~")
+    return given
 
 
 def prepare_run_folder(run_dir: Path, config: dict[str, Any], resume: bool, fingerprint: dict[str, Any] | None = None) -> None:
@@ -260,8 +282,8 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
         cfg.run_dir = str(run_dir)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: ~3x faster on Ampere and later (NOTES)
+    feature_set = resolve_feature_set(cfg)  # first: it may take the snippet settings the set records
     config = {k: v for k, v in to_container(cfg).items() if k != "run_dir"}
-    feature_set = resolve_feature_set(cfg)
     subjects = fold_subjects(feature_set, cfg.fold) if str(cfg.fold) != "none" else []
     fingerprint = run_folder.data_fingerprint(feature_set, run_folder.previous_fingerprint(run_dir))
     prepare_run_folder(run_dir, config, bool(cfg.resume), fingerprint)

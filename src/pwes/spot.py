@@ -34,6 +34,7 @@ from pwes import io
 from pwes.data.batch import NUM_CLASSES, VideoItem, collate
 from pwes.data import csvfile
 from pwes.data.layout import Interval, LayoutError, load_features, read_tables
+from pwes.data.recorded import check_recorded, read_recorded, snippet_count_problem
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
 
@@ -114,7 +115,7 @@ def read_annotations(root: Path) -> dict[str, list[Interval]]:
     if not (root / "annotations.csv").is_file() or not (root / "videos.csv").is_file():
         return {}
     try:
-        return read_tables(root / "videos.csv", root / "annotations.csv")[1]
+        return read_tables(root / "videos.csv", root / "annotations.csv", warn_empty=False)[1]
     except LayoutError as err:
         print(f"warning: {err}; annotated intervals are not drawn", file=sys.stderr)
         return {}
@@ -147,11 +148,16 @@ def read_inputs(paths: list[Path], metadata: dict[str, Any], fps_override: float
                 continue
             seen.add(file.resolve())
             rgb, flow = load_features(file, check=True)  # shapes, NaN/Inf and overflow-sized values, naming the file
+            recorded = read_recorded(file)
+            fix = f"extract them again with --snippet {snippet} --stride {stride}, or spot with a model trained on features like these"
+            check_recorded(file, recorded, snippet, stride, "the model was trained on", fix)
             name = file.stem
             frames, fps = rows.get(name, (None, None))
+            if frames is not None and (problem := snippet_count_problem(rgb.shape[0], frames, snippet, stride)) is not None:
+                raise SpotError(f"{file}: {problem} (num_frames from {table}; snippet settings of the model); {fix}")
             estimated = frames is None
             num_frames = frames if frames is not None else (rgb.shape[0] - 1) * stride + snippet
-            fps = fps_override or fps or float(metadata["fps"])
+            fps = fps_override or fps or recorded.get("fps") or float(metadata["fps"])
             inputs.append(SpotInput(name, rgb, flow, num_frames, fps, file, estimated, annotated=annotations.get(name)))
     output_names(inputs)
     return inputs

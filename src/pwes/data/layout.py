@@ -5,6 +5,7 @@
     ROOT/videos.csv        video,subject,num_frames,fps
     ROOT/annotations.csv   video,subject,onset,apex,offset,type
     ROOT/features/<video>.npz   rgb: float32 [T, D], flow: float32 [T, D]
+                                (+ scalars snippet_length, stride, fps: what the features were cut with)
 
 Frames are 0-based, intervals inclusive, ``type`` is ``ME`` or ``MaE``; ``apex`` may be empty or
 -1 when unknown. Row ``t`` of the features covers frames ``[t*stride, t*stride + length)``.
@@ -12,6 +13,10 @@ Video and subject ids must be safe ids (:func:`id_problem`): they name folders, 
 cells. Each expression is listed once. Feature values are finite and within
 ``+-MAX_FEATURE_MAGNITUDE``. Every problem is raised as a :class:`LayoutError` whose one-line
 message names the file and line; a set without any annotation row loads with a warning.
+
+Every feature file pwes writes (``pwes.extract``, ``pwes.prepare``) records the snippet settings
+it was cut with (:mod:`pwes.data.recorded`); :func:`load_feature_set` refuses files whose record
+differs from its settings, and any whose snippet count does not fit the frames and stride.
 """
 
 from __future__ import annotations
@@ -178,12 +183,15 @@ def _read_videos(path: Path) -> dict[str, tuple[int, str, int, float]]:
     return videos
 
 
-def _read_intervals(path: Path, videos: Mapping[str, tuple[int, str, int, float]], videos_name: str = "videos.csv") -> dict[str, list[Interval]]:
-    """annotations.csv rows grouped by video (every video present, possibly with no intervals)."""
+def _read_intervals(
+    path: Path, videos: Mapping[str, tuple[int, str, int, float]], videos_name: str = "videos.csv", warn_empty: bool = True
+) -> dict[str, list[Interval]]:
+    """annotations.csv rows grouped by video (every video present, possibly with no intervals);
+    ``warn_empty``: log that a file without rows leaves nothing to train on or score."""
     intervals: dict[str, list[Interval]] = {name: [] for name in videos}
     seen: dict[tuple[str, int, int, str], int] = {}  # (video, onset, offset, type) -> first line
     rows = _read_csv(path, ANNOTATION_COLUMNS)
-    if not rows:
+    if not rows and warn_empty:
         log.warning(
             "%s: no annotation rows: there is no ground truth, so training has no labels and evaluation "
             "has nothing to score (every proposal counts as a false positive)", path,
@@ -220,12 +228,16 @@ def _read_intervals(path: Path, videos: Mapping[str, tuple[int, str, int, float]
     return intervals
 
 
-def read_tables(videos_csv: str | Path, annotations_csv: str | Path) -> tuple[dict[str, VideoInfo], dict[str, list[Interval]]]:
+def read_tables(
+    videos_csv: str | Path, annotations_csv: str | Path, warn_empty: bool = True
+) -> tuple[dict[str, VideoInfo], dict[str, list[Interval]]]:
     """Videos and their intervals from a ``videos.csv`` and an ``annotations.csv`` (any names),
-    validated, without touching feature files (``feature_path`` points where the layout puts them)."""
+    validated, without touching feature files (``feature_path`` points where the layout puts them).
+    ``warn_empty``: warn about an annotations.csv without rows (training and evaluation need
+    them; spotting, which only draws them, passes False)."""
     videos_csv, annotations_csv = Path(videos_csv), Path(annotations_csv)
     raw = _read_videos(videos_csv)
-    intervals = _read_intervals(annotations_csv, raw, videos_csv.name)
+    intervals = _read_intervals(annotations_csv, raw, videos_csv.name, warn_empty)
     features = videos_csv.parent / "features"
     videos = {name: VideoInfo(name, subject, frames, fps, features / f"{name}.npz") for name, (_, subject, frames, fps) in raw.items()}
     return videos, intervals
@@ -338,17 +350,18 @@ def _check_features(path: Path, name: str, num_frames: int, snippet_length: int,
         if not np.issubdtype(dtype, np.floating):
             raise LayoutError(f"{path}: {key} has dtype {dtype}, expected float32")
     t_rgb, d_rgb, d_flow = check_feature_shapes(path, {key: shapes[key][0] for key in ("rgb", "flow")})
-    expected = expected_snippets(num_frames, snippet_length, stride)
-    if expected == 0:
+    from pwes.data.recorded import RECORDED_KEYS, SETTINGS_FIX, check_recorded, read_recorded, snippet_count_problem
+
+    if set(RECORDED_KEYS) & set(shapes):
+        check_recorded(path, read_recorded(path), snippet_length, stride, "the dataset settings are", SETTINGS_FIX)
+    if expected_snippets(num_frames, snippet_length, stride) == 0:
         raise LayoutError(
             f"{path}: video {name!r} has {num_frames} frames, fewer than one snippet of {snippet_length}; "
             "check num_frames in videos.csv and the dataset's snippet settings"
         )
-    if abs(t_rgb - expected) > SNIPPET_SLACK:
-        raise LayoutError(
-            f"{path}: {t_rgb} snippets, but {num_frames} frames with snippet length {snippet_length} and stride "
-            f"{stride} give {expected} (+-{SNIPPET_SLACK} allowed); check num_frames in videos.csv and the dataset's snippet settings"
-        )
+    problem = snippet_count_problem(t_rgb, num_frames, snippet_length, stride)
+    if problem is not None:
+        raise LayoutError(f"{path}: {problem}; check num_frames in videos.csv and the dataset's snippet settings (dataset.snippet_length, dataset.stride)")
     if check_values:  # on the stored values: a float64 1e300 is too large, not "Inf"
         rgb, flow = _read_arrays(path)
         for key, array in (("rgb", rgb), ("flow", flow)):
@@ -391,15 +404,26 @@ def write_feature_set(
     videos: Sequence[Mapping[str, object]],
     annotations: Sequence[Mapping[str, object]],
     features: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    snippet_length: int | None = None,
+    stride: int | None = None,
 ) -> Path:
     """Write ``videos.csv``, ``annotations.csv`` and optionally ``features/<video>.npz`` atomically.
 
     ``videos`` rows carry the keys of :data:`VIDEO_COLUMNS`, ``annotations`` those of
     :data:`ANNOTATION_COLUMNS` (``apex`` may be None); ``features`` maps video to (rgb, flow).
+    With ``snippet_length`` (and ``stride``, default the length) every feature file records them
+    and its video's fps (:mod:`pwes.data.recorded`).
     """
+    from pwes.data.recorded import recorded_arrays
+
     root = Path(root)
+    fps = {str(row["video"]): row.get("fps") for row in videos}
     for name, (rgb, flow) in (features or {}).items():
-        io.save_npz(root / "features" / f"{name}.npz", rgb=np.asarray(rgb, np.float32), flow=np.asarray(flow, np.float32))
+        extra = {}
+        if snippet_length is not None:
+            rate = fps.get(name)
+            extra = recorded_arrays(snippet_length, stride or snippet_length, float(rate) if rate not in (None, "") else None)  # type: ignore[arg-type]
+        io.save_npz(root / "features" / f"{name}.npz", rgb=np.asarray(rgb, np.float32), flow=np.asarray(flow, np.float32), **extra)
     io.write_csv(root / "annotations.csv", ANNOTATION_COLUMNS, annotations)
     io.write_csv(root / "videos.csv", VIDEO_COLUMNS, videos)
     return root

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from pwes import io
 from pwes.data.layout import ANNOTATION_COLUMNS, VIDEO_COLUMNS, LayoutError, expected_snippets
+from pwes.data.recorded import check_recorded, read_recorded, recorded_arrays
 from pwes.extract.flow import FLOW_BOUND, FlowComputer, flow_file_size, frames_file_size, open_flow, open_frames
 from pwes.extract.i3d import FEATURE_DIM, InceptionI3d, load_i3d
 from pwes.extract.video import FrameTransform, VideoError, VideoSource
@@ -160,9 +161,22 @@ class FeatureSetWriter:
     Rows of other videos already in ``videos.csv`` are kept; a video extracted again replaces its row.
     """
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, snippet: int, stride: int) -> None:
         self.root = Path(root).expanduser()
+        self.snippet, self.stride = snippet, stride
         self.rows: dict[str, dict[str, str]] = self._read_rows(self.root / "videos.csv")
+        self._check_existing_snippets()
+
+    def _check_existing_snippets(self) -> None:
+        """Refuse to add features to a folder whose files were cut with other snippet settings
+        (one set, one geometry: training and spot read every file with the same stride)."""
+        for name in self.rows:
+            path = self.feature_path(name)
+            if path.is_file():
+                held = read_recorded(path)
+                fix = f"extract into another --out, or pass --snippet {held.get('snippet_length', self.snippet)} --stride {held.get('stride', self.stride)}"
+                check_recorded(path, held, self.snippet, self.stride, "this extraction uses", fix)
+                return
 
     @staticmethod
     def _read_rows(path: Path) -> dict[str, dict[str, str]]:
@@ -193,8 +207,11 @@ class FeatureSetWriter:
         return name in self.rows and self.feature_path(name).is_file()
 
     def write(self, name: str, subject: str, features: VideoFeatures) -> None:
-        """Write one video's features, then its row (both atomically), so the folder stays a valid layout."""
-        io.save_npz(self.feature_path(name), rgb=features.rgb, flow=features.flow)
+        """Write one video's features (with the snippet settings and fps they were cut with, so a
+        reader with other settings refuses them), then its row (both atomically), so the folder
+        stays a valid layout."""
+        record = recorded_arrays(self.snippet, self.stride, features.fps)
+        io.save_npz(self.feature_path(name), rgb=features.rgb, flow=features.flow, **record)
         self.rows[name] = {"video": name, "subject": subject, "num_frames": str(features.num_frames), "fps": repr(features.fps)}
         io.write_csv(self.root / "videos.csv", VIDEO_COLUMNS, list(self.rows.values()))
         if not (self.root / "annotations.csv").exists():
@@ -380,7 +397,7 @@ def extract_videos(
     whole run (weights, device, a foreign ``videos.csv``) raise a ``ValueError`` before any work.
     """
     jobs, results = plan_jobs(inputs, subject, subject_from, fps)
-    writer = FeatureSetWriter(out_root)
+    writer = FeatureSetWriter(out_root, settings.snippet, settings.step)
     with Extractor(rgb_weights, flow_weights, settings, cache_dir, progress) as extractor:
         for result in results:  # inputs that could not become jobs, reported once the run is sure to start
             if on_result:

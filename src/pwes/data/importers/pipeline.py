@@ -124,7 +124,7 @@ def import_dataset(
         "features": str(features_dir),
         "frames": None if frames_dir is None else str(frames_dir),
     }
-    _write(out, videos, intervals, fps, overwrite, report)
+    _write(out, videos, intervals, fps, (snippet_length, stride), overwrite, report)
     load_feature_set(out, snippet_length, stride, check_values=False)
     return report
 
@@ -350,8 +350,10 @@ def _fit(e: Expression, num_frames: int, report: ImportReport) -> Expression | N
 
 
 def _write(
-    out: Path, videos: Sequence[_Video], intervals: Sequence[tuple[_Video, Expression]], fps: float, overwrite: bool, report: ImportReport
+    out: Path, videos: Sequence[_Video], intervals: Sequence[tuple[_Video, Expression]], fps: float, snippets: tuple[int, int],
+    overwrite: bool, report: ImportReport,
 ) -> None:
+    """Write the layout; every feature file records ``snippets`` (length, stride) and the fps."""
     video_rows = [
         {"video": v.name.video, "subject": v.name.subject, "num_frames": v.num_frames, "fps": _plain(fps)} for v in videos
     ]
@@ -365,7 +367,7 @@ def _write(
         report.type_counts[e.type] += 1
     if overwrite:
         (out / "videos.csv").unlink(missing_ok=True)  # an interrupted rewrite leaves no half-valid set
-    write_feature_set(out, video_rows, annotation_rows, _LazyFeatures(videos))
+    write_feature_set(out, video_rows, annotation_rows, _LazyFeatures(videos), *snippets)
     keep = {f"{v.name.video}.npz" for v in videos}
     stale = [p for p in sorted((out / "features").glob("*.npz")) if p.name not in keep]
     for path in stale:
