@@ -228,3 +228,36 @@ def test_training_reads_the_snippet_settings_a_prepared_set_records(tmp_path):
             np.savez(path, rgb=data["rgb"], flow=data["flow"])
     folds = subprocess.run([sys.executable, "-m", "pwes.folds", "dataset=casme2", f"dataset.root={root}"], capture_output=True, text=True, timeout=120)
     assert folds.returncode == 0 and folds.stdout.strip() == "s15,s16", folds.stderr
+
+
+def test_lgsnet_tree_with_separate_stream_folders(tmp_path):
+    """LGSNet keeps the streams in rgb_feature/ and flow_feature/ with the same file names; before,
+    prepare paired nothing ("no CAS(ME)^2 feature files found")."""
+    from pwes.data.layout import load_features
+
+    book = casme2_workbook(tmp_path / "CASME_sq_gt.xlsx")
+    tree = tmp_path / "casme2"
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for folder in ("rgb_feature", "flow_feature"):
+        (tree / folder).mkdir(parents=True)
+        arrays[folder] = rng.random((1, 8, 4), dtype=np.float32)
+        np.savez(tree / folder / "15_0401girlcrashing.npz", feature=arrays[folder], frame_cnt=np.array(64))
+    for features in (tree, tree / "rgb_feature"):  # the tree, or its rgb folder beside flow_feature/
+        out = tmp_path / f"set-{features.name}"
+        result = prepare("casme2", "--annotations", book, "--features", features, "--out", out)
+        assert result.returncode == 0, result.stderr
+        rgb, flow = load_features(out / "features" / "15_0401girlcrashing.npz")
+        np.testing.assert_array_equal(rgb, arrays["rgb_feature"][0])
+        np.testing.assert_array_equal(flow, arrays["flow_feature"][0])
+        assert f"flow features from {tree / 'flow_feature'}" in result.stdout
+    # folders named otherwise: --flow-features names the flow one
+    (tree / "rgb_feature").rename(tmp_path / "i3d_rgb")
+    (tree / "flow_feature").rename(tmp_path / "i3d_flow")
+    result = prepare("casme2", "--annotations", book, "--features", tmp_path / "i3d_rgb", "--flow-features", tmp_path / "i3d_flow", "--out", tmp_path / "named")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(load_features(tmp_path / "named" / "features" / "15_0401girlcrashing.npz")[1], arrays["flow_feature"][0])
+    (tmp_path / "i3d_flow" / "15_0401girlcrashing.npz").rename(tmp_path / "i3d_flow" / "15_0402other.npz")
+    result = prepare("casme2", "--annotations", book, "--features", tmp_path / "i3d_rgb", "--flow-features", tmp_path / "i3d_flow", "--out", tmp_path / "broken")
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path / 'i3d_rgb' / '15_0401girlcrashing.npz'}: no matching flow file for video '15_0401girlcrashing' in {tmp_path / 'i3d_flow'}\n"

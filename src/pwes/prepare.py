@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--annotations", action="append", required=True, metavar="FILE",
         help="annotation workbook or CSV (repeatable); for casme3 prefix ME= or MaE= to type every row of a file without a type column",
     )
-    parser.add_argument("--features", required=True, metavar="DIR", help="folder of per-video feature files (searched recursively)")
+    parser.add_argument("--features", required=True, metavar="DIR",
+                        help="folder of per-video feature files (searched recursively); a folder holding rgb_feature/ and flow_feature/ "
+                             "(the LGSNet release) pairs the two streams by file name")
+    parser.add_argument("--flow-features", metavar="DIR",
+                        help="the flow stream's folder when the streams live in two folders not named rgb_feature/flow_feature "
+                             "(--features is then the rgb one)")
     parser.add_argument("--out", required=True, metavar="ROOT", help="feature-set folder to write")
     parser.add_argument("--annotation-format", choices=ANNOTATION_FORMATS, default="official",
                         help="the dataset's own workbook (official) or the LGSNet release's CSV (lgsnet)")
@@ -62,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             annotation_format=args.annotation_format,
             frames_dir=args.frames,
+            flow_features_dir=args.flow_features,
             snippet_length=args.snippet,
             stride=args.stride,
             fps=args.fps,

@@ -8,7 +8,10 @@ Accepted layouts, one video per file name (searched recursively under the featur
 * ``<video>-rgb.npy`` + ``<video>-flow.npy``, arrays ``(N, D)`` or ``(1, N, D)``;
 * ``<video>.npz`` with keys ``rgb`` and ``flow`` (already combined; optional ``frame_cnt``).
 
-``_rgb``/``_flow`` work as suffixes too. A feature set written by ``python -m pwes.extract``
+``_rgb``/``_flow`` work as suffixes too. A tree that keeps the streams apart, ``rgb_feature/`` and
+``flow_feature/`` (the LGSNet release; or any two folders, the flow one given as ``flow_dir``),
+pairs ``rgb_feature/<video>.npz`` (or ``.npy``, stream suffix optional) with the file of the same
+name in ``flow_feature/``. A feature set written by ``python -m pwes.extract``
 (``videos.csv`` + ``features/<video>.npz``) is read as combined files, its ``videos.csv`` giving
 the frame counts. Any of these may also hold the scalars
 ``snippet_length`` and ``stride``. A video's name is its path below the folder without stream
@@ -37,6 +40,7 @@ STREAM_SUFFIXES = {"rgb": ("-rgb", "_rgb"), "flow": ("-flow", "_flow")}
 PAIR_KEYS = ("feature", "features")  # the array key of a per-stream .npz, besides the stream's name
 FRAME_COUNT_KEYS = ("frame_cnt", "num_frames")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+RGB_FOLDER, FLOW_FOLDER = "rgb_feature", "flow_feature"  # the LGSNet release keeps the streams apart
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,60 @@ def _split_stream(stem: str) -> tuple[str, str | None]:
     return stem, None
 
 
-def discover(root: Path) -> tuple[dict[str, FeatureSource], list[str]]:
-    """Feature sources under ``root`` by video name, and the files that form no source."""
+def stream_folders(root: Path, flow_dir: Path | None = None) -> tuple[Path, Path] | None:
+    """The (rgb, flow) folders of a tree that keeps the streams apart, or None for one folder:
+    ``flow_dir`` given (``root`` is then the rgb folder), ``root`` holding ``rgb_feature/`` and
+    ``flow_feature/`` (the LGSNet release), or ``root`` being ``rgb_feature/`` beside its
+    ``flow_feature/``."""
+    if flow_dir is not None:
+        flow_dir = Path(flow_dir).expanduser()
+        if not flow_dir.is_dir():
+            raise DatasetImportError(f"{flow_dir}: flow features folder not found (--flow-features)")
+        return root, flow_dir
+    for rgb, flow in ((root / RGB_FOLDER, root / FLOW_FOLDER), (root, root.parent / FLOW_FOLDER)):
+        if rgb.is_dir() and flow.is_dir() and rgb.name == RGB_FOLDER:
+            return rgb, flow
+    return None
+
+
+def _stream_files(root: Path) -> dict[str, Path]:
+    """Feature files under one stream's folder by video name (path below it, stream suffix and
+    extension removed)."""
+    files: dict[str, Path] = {}
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for file in sorted(names):
+            path = Path(folder) / file
+            if file.startswith(".") or path.suffix.lower() not in (".npz", ".npy"):
+                continue
+            name = (path.parent / _split_stream(path.stem)[0]).relative_to(root).as_posix()
+            if name in files:
+                raise DatasetImportError(f"{path}: a second file for video {name!r} in {root} (first: {files[name]})")
+            files[name] = path
+    return files
+
+
+def _discover_stream_folders(rgb_root: Path, flow_root: Path) -> dict[str, FeatureSource]:
+    """Sources of a tree with one folder per stream, paired by video name."""
+    rgb, flow = _stream_files(rgb_root), _stream_files(flow_root)
+    for name, path in rgb.items():
+        if name not in flow:
+            raise DatasetImportError(f"{path}: no matching flow file for video {name!r} in {flow_root}")
+    for name, path in flow.items():
+        if name not in rgb:
+            raise DatasetImportError(f"{path}: no matching rgb file for video {name!r} in {rgb_root}")
+    return {name: FeatureSource(name, rgb[name], flow[name], combined=False) for name in sorted(rgb)}
+
+
+def discover(root: Path, flow_dir: Path | None = None) -> tuple[dict[str, FeatureSource], list[str]]:
+    """Feature sources under ``root`` by video name, and the files that form no source.
+    A tree with separate stream folders (:func:`stream_folders`) is paired across them."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetImportError(f"{root}: features folder not found")
+    split = stream_folders(root, flow_dir)
+    if split is not None:
+        return _discover_stream_folders(*split), []
     streams: dict[str, dict[str, Path]] = {}
     combined: dict[str, Path] = {}
     ignored: list[str] = []

@@ -59,6 +59,7 @@ def import_dataset(
     *,
     annotation_format: str = "official",
     frames_dir: str | Path | None = None,
+    flow_features_dir: str | Path | None = None,
     snippet_length: int | None = None,
     stride: int | None = None,
     fps: float | None = None,
@@ -101,7 +102,8 @@ def import_dataset(
     report = ImportReport(dataset=spec.name)
     raws = _read_annotations(spec, inputs, annotation_format, sheet, report)
     expressions = _deduplicate([e for raw in raws if (e := normalize(raw, rules, report)) is not None], report)
-    videos = _feature_videos(spec, features_dir, report)
+    flow_dir = Path(flow_features_dir).expanduser() if flow_features_dir is not None else None
+    videos = _feature_videos(spec, features_dir, report, flow_dir)
     _set_lengths(spec, videos, raws, features_dir, frames_dir, report)
     snippet_length, stride = _snippet_settings(spec, videos, snippet_length, stride)
     _check_snippets(videos, snippet_length, stride)
@@ -122,6 +124,7 @@ def import_dataset(
         "annotation_format": annotation_format,
         "annotations": [f"{a.type}={a.path}" if a.type else str(a.path) for a in inputs],
         "features": str(features_dir),
+        "flow_features": None if flow_dir is None else str(flow_dir),
         "frames": None if frames_dir is None else str(frames_dir),
     }
     _write(out, videos, intervals, fps, (snippet_length, stride), overwrite, report)
@@ -171,8 +174,11 @@ def _deduplicate(expressions: list[Expression], report: ImportReport) -> list[Ex
     return unique
 
 
-def _feature_videos(spec: DatasetSpec, features_dir: Path, report: ImportReport) -> list[_Video]:
-    sources, ignored = features.discover(features_dir)
+def _feature_videos(spec: DatasetSpec, features_dir: Path, report: ImportReport, flow_dir: Path | None = None) -> list[_Video]:
+    sources, ignored = features.discover(features_dir, flow_dir)
+    split = features.stream_folders(features_dir, flow_dir)
+    if split is not None:
+        report.notes.append(f"rgb features from {split[0]}, flow features from {split[1]} (paired by file name)")
     report.ignored_files += ignored
     videos: dict[str, _Video] = {}
     for name, source in sources.items():
