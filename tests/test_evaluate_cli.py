@@ -143,3 +143,47 @@ def test_no_ground_truth_at_all_is_a_loud_warning(files: dict[str, Path]) -> Non
     assert result.returncode == 0, result.stderr
     assert f"{files['gt']}: no annotation rows: there is no ground truth" in result.stderr
     assert json.loads(result.stdout)["num_ground_truth"] == 0
+
+
+def test_lgsnet_predictions_are_rounded_and_score_like_the_csv(files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """The same three proposals as PRED, written as LGSNet's test_detection/*.txt (tabs, no
+    header, fractional frames): the same figures. 9.6 -> 10, 18.5 -> 19, 259.4 -> 259."""
+    detection = tmp_path / "test_detection"
+    detection.mkdir()
+    (detection / "s1.txt").write_text("a\t9.6\t18.5\t0.9\tME\na\t200.2\t259.4\t0.8\tmacro\n\n")
+    (detection / "s2.txt").write_text("b\t-0.4\t9.2\t0.7\n")  # no type: 10 frames at 30 fps is an ME
+    assert main(args(files)) == 0
+    expected = json.loads(capsys.readouterr().out)
+    for pred in (detection, detection / "s1.txt"):
+        files["pred"] = pred
+        assert main(args(files, "--pred-format", "lgsnet")) == 0
+        got = json.loads(capsys.readouterr().out)
+        if pred == detection:
+            assert got == expected
+    assert (got["tp"], got["fp"], got["fn"]) == (1, 1, 2)  # s1.txt alone: b's ME false alarm is gone
+    # past the video's end: clipped and said so; outside it entirely: refused
+    (detection / "s2.txt").write_text("b\t290\t310.7\t0.7\tMaE\n")
+    files["pred"] = detection
+    assert main(args(files, "--pred-format", "lgsnet")) == 0
+    assert "note: 1 LGSNet interval(s) reached past their video and were clipped to it" in capsys.readouterr().err
+    for line, message in (
+        ("b\t400\t410\t0.7", "interval [400, 410] lies outside video 'b' of 300 frames (0..299)"),
+        ("b\t1\t2", "3 fields, expected 4 or 5 (video, onset, offset, score[, type]) separated by tabs"),
+        ("b\t1\t2\t0.5\tblink", "unknown type 'blink', expected ME, MaE, micro or macro"),
+        ("zz\t1\t2\t0.5", "unknown video 'zz'"),
+    ):
+        (detection / "s2.txt").write_text(line + "\n")
+        assert main(args(files, "--pred-format", "lgsnet")) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {detection / 's2.txt'}:1: ") and message in err and err.count("\n") == 1, err
+
+
+def test_subjects_scores_one_fold(files: dict[str, Path], capsys) -> None:
+    assert main(args(files, "--subjects", "s2")) == 0
+    got = json.loads(capsys.readouterr().out)
+    # videos b and c only: b's ME proposal is a false alarm and its MaE is missed; a's rows are left out
+    assert (got["tp"], got["fp"], got["fn"], got["num_videos"]) == (0, 1, 1, 2)
+    assert main(args(files, "--subjects", "s1,s2")) == 0
+    assert json.loads(capsys.readouterr().out)["tp"] == 1
+    assert main(args(files, "--subjects", "s9")) == 2
+    assert f"error: --subjects 's9': unknown subject 's9' (subjects in {files['videos']}: s1, s2)" in capsys.readouterr().err
