@@ -172,3 +172,17 @@ def test_fold_pooling_skips_a_job_whose_record_is_corrupt(tmp_path: Path) -> Non
     (sweep / "0_ablation=baseline,seed=0" / ".hydra" / "overrides.yaml").write_text("{a: [")
     grouped = [job.name for jobs in fold_groups(sweep).values() for job in jobs]
     assert sorted(grouped) == ["1_ablation=baseline,seed=1", "2_ablation=pwes,seed=0", "3_ablation=pwes,seed=1"]
+
+
+def test_report_png_title_and_seed_label(tmp_path: Path) -> None:
+    """report.png is titled with the sweep and says mean ± std only when a row has several seeds."""
+    from pwes.report import plot_text
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = make_sweep(tmp_path / "a")
+    write_report(one)
+    assert plot_text(group_by_seed(collect(one)), one.name) == (f"{one.name}: F1 per setting", "F1 (one seed per row)")
+    seeds = make_seed_sweep(tmp_path / "b")
+    write_report(seeds)
+    assert plot_text(group_by_seed(collect(seeds)), seeds.name)[1] == "F1 (mean ± std over 2 seeds)"
