@@ -250,3 +250,42 @@ def test_features_of_another_stride_are_refused_end_to_end(trained, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "clip.json").read_text())["num_frames"] == 120
     assert "annotation" not in proc.stderr  # an extracted set has no annotation rows: nothing to warn about when spotting
+
+
+def test_plot_legend_matches_the_bands_sits_outside_and_the_title_names_the_threshold(tmp_path: Path, monkeypatch) -> None:
+    """Before: the annotated swatch was grey while the bands were red/blue, the legend sat on the
+    curves (upper right, inside), and an empty plot did not say which threshold hid the intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from pwes.data.layout import Interval
+    from pwes.inference.proposals import Proposal
+    from pwes.spot import SpotInput
+    from pwes.spot_plot import ANNOTATED_ALPHA, COLORS, Threshold, plot
+
+    monkeypatch.setattr(plt, "close", lambda fig=None: None)  # keep the figure to look at it
+    rng = np.random.default_rng(0)
+    annotated = [Interval("v", "s", 100, 190, "MaE"), Interval("v", "s", 400, 410, "ME"), Interval("v", "s", 500, 590, "MaE")]
+    item = SpotInput("v", np.zeros((80, 4), np.float32), np.zeros((80, 4), np.float32), 640, 30.0, tmp_path / "v.npz", annotated=annotated)
+    prediction = type("P", (), {"attention": rng.random(80), "tcam": rng.random((80, 3))})()
+    plot(tmp_path / "none.png", item, prediction, [], 8, 8, Threshold(0.9, "set by --threshold", hidden=4))
+    fig = plt.gcf()
+    ax = fig.axes[0]
+    assert ax.get_title() == "v: no interval: all 4 proposal(s) score below 0.9 (threshold set by --threshold)"
+    legend = ax.get_legend()
+    swatches = {t.get_text(): h.get_facecolor() for t, h in zip(legend.get_texts(), legend.legend_handles) if hasattr(h, "get_facecolor")}
+    assert swatches["annotated ME (1, bottom band)"] == to_rgba(COLORS["ME"], ANNOTATED_ALPHA)
+    assert swatches["annotated MaE (2, bottom band)"] == to_rgba(COLORS["MaE"], ANNOTATED_ALPHA)
+    bands = [p for p in ax.patches if p.get_facecolor()[3] == pytest.approx(ANNOTATED_ALPHA)]
+    assert {tuple(b.get_facecolor()) for b in bands} == {to_rgba(COLORS["ME"], ANNOTATED_ALPHA), to_rgba(COLORS["MaE"], ANNOTATED_ALPHA)}
+    renderer = fig.canvas.get_renderer()
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))  # outside the axes
+    plt.close(fig)
+    plot(tmp_path / "some.png", item, prediction, [Proposal("v", 100, 180, 0.8, "MaE")], 8, 8, Threshold(0.412, "calibrated on the training videos' point labels", hidden=3))
+    assert plt.gcf().axes[0].get_title() == "v: 1 interval(s) scoring >= 0.412 (threshold calibrated on the training videos' point labels; 3 below it hidden)"
+    plot(tmp_path / "empty.png", item, prediction, [], 8, 8, Threshold(0.412, "calibrated on the training videos' point labels", hidden=0))
+    assert plt.gcf().axes[0].get_title() == "v: no interval: the model proposed none"
+    assert (tmp_path / "none.png").read_bytes()[:4] == b"\x89PNG"

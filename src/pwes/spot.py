@@ -7,8 +7,12 @@ INPUT is a feature file in the layout (``.npz`` with ``rgb`` and ``flow``), a fe
 (its videos.csv gives frame counts and fps), or — when I3D weights are given — a video file or a
 folder of frames, which is first run through ``pwes.extract``. For each input it writes
 ``<name>.csv`` and ``<name>.json`` (onset/offset in frames and seconds, type, score) and
-``<name>.png`` (attention over time with the intervals drawn on it; the annotated intervals too
-when the input's feature-set folder has an annotations.csv).
+``<name>.png`` (:mod:`pwes.spot_plot`: attention over time with the intervals drawn on it; the
+annotated intervals too when the input's feature-set folder has an annotations.csv).
+
+Features cut with other snippet settings than the model's are refused: the settings a file
+records (:mod:`pwes.data.recorded`), and, where a videos.csv gives the frame count, the snippet
+count against the model's stride.
 
 ``<name>`` is the feature file's stem; inputs whose stems collide (``a/x.npz``, ``b/x.npz``) are
 named after their folders too (``a__x``, ``b__x``). Outputs that an earlier run wrote for the
@@ -37,6 +41,7 @@ from pwes.data.layout import Interval, LayoutError, load_features, read_tables
 from pwes.data.recorded import check_recorded, read_recorded, snippet_count_problem
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
+from pwes.spot_plot import Threshold, label_intervals, plot  # noqa: F401 - label_intervals re-exported
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"}
 FPS_TOLERANCE = 0.05  # relative fps difference accepted without --fps-mismatch=warn
@@ -240,60 +245,6 @@ def predict(model: torch.nn.Module, item: SpotInput, device: str) -> Any:
     return prediction
 
 
-def plot(path: Path, item: SpotInput, prediction: Any, proposals: list[Proposal], stride: int, snippet: int) -> None:
-    """Attention (and class activations) over time with the spotted intervals shaded, labelled
-    where a label fits (highest scores first, none overlapping), and the annotated intervals as
-    a band under the curves when the input has them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    colors = {"ME": "tab:red", "MaE": "tab:blue"}
-    t = (np.arange(len(prediction.attention)) * stride + (snippet - 1) / 2) / item.fps
-    fig, ax = plt.subplots(figsize=(10, 3.2))
-    ax.plot(t, prediction.attention, color="black", lw=1.2, label="attention")
-    ax.plot(t, prediction.tcam[:, 0], color=colors["ME"], lw=0.8, alpha=0.7, label="ME activation")
-    ax.plot(t, prediction.tcam[:, 1], color=colors["MaE"], lw=0.8, alpha=0.7, label="MaE activation")
-    for p in proposals:
-        ax.axvspan(p.onset / item.fps, (p.offset + 1) / item.fps, ymin=0.1, color=colors.get(p.type, "gray"), alpha=0.2, lw=0)
-    handles = [Patch(color=c, alpha=0.3, label=f"spotted {k}") for k, c in colors.items()]
-    if item.annotated is not None:
-        for gt in item.annotated:  # a band at the bottom, under the curves' range
-            ax.axvspan(gt.onset / item.fps, (gt.offset + 1) / item.fps, ymin=0.0, ymax=0.07, color=colors.get(gt.type, "gray"), alpha=0.9, lw=0)
-        handles.append(Patch(color="dimgray", label=f"annotated ({len(item.annotated)}, bottom band)"))
-    ax.set_xlim(0, item.num_frames / item.fps)
-    ax.set_ylim(-0.12, 1.0)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("score")
-    title = ax.set_title(f"{item.name}: {len(proposals)} interval(s)", fontsize=9, pad=14)
-    ax.legend(handles=[*ax.get_lines(), *handles], loc="upper right", fontsize=6, ncol=3, framealpha=0.8)
-    fig.tight_layout()
-    labelled = label_intervals(fig, ax, proposals, item.fps, colors)
-    if labelled < len(proposals):
-        title.set_text(f"{item.name}: {len(proposals)} interval(s), the {labelled} best-scoring labels that fit shown")
-    with io.atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
-
-
-def label_intervals(fig: Any, ax: Any, proposals: list[Proposal], fps: float, colors: dict[str, str]) -> int:
-    """Write ``type score`` above the intervals, best scores first, skipping any label that
-    would overlap one already placed (a busy video stays readable). Returns how many fit."""
-    renderer = fig.canvas.get_renderer()
-    placed: list[Any] = []
-    for p in sorted(proposals, key=lambda p: -p.score):
-        text = ax.text(p.onset / fps, 1.02, f"{p.type} {p.score:.2f}", fontsize=7, color=colors.get(p.type, "gray"), transform=ax.get_xaxis_transform(), clip_on=False)
-        box = text.get_window_extent(renderer=renderer).expanded(1.2, 1.0)  # keep a gap between labels
-        inside = ax.get_window_extent(renderer=renderer)
-        if box.x1 > inside.x1 + 2 or any(box.overlaps(other) for other in placed):
-            text.remove()
-            continue
-        placed.append(box)
-    return len(placed)
-
-
 def write_outputs(out: Path, item: SpotInput, proposals: list[Proposal], threshold: float, checkpoint: Path) -> None:
     rows = [
         {"onset": p.onset, "offset": p.offset, "onset_s": round(p.onset / item.fps, 3), "offset_s": round((p.offset + 1) / item.fps, 3), "type": p.type, "score": round(p.score, 6)}
@@ -376,10 +327,12 @@ def main(argv: list[str] | None = None) -> int:
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
             prediction = predict(model, item, args.device)
-            proposals = [p for p in proposals_from_prediction(prediction, item.num_frames, item.fps, snippet, stride, config) if p.score >= threshold]
+            found = proposals_from_prediction(prediction, item.num_frames, item.fps, snippet, stride, config)
+            proposals = [p for p in found if p.score >= threshold]
             write_outputs(args.out, item, proposals, threshold, args.ckpt)
             if not args.no_plot:
-                plot(args.out / f"{item.output}.png", item, prediction, proposals, stride, snippet)
+                cut = Threshold(threshold, "set by --threshold" if args.threshold is not None else "calibrated on the training videos' point labels", len(found) - len(proposals))
+                plot(args.out / f"{item.output}.png", item, prediction, proposals, stride, snippet, cut)
             counts = {t: sum(p.type == t for p in proposals) for t in ("ME", "MaE")}
             print(f"{item.name}: {len(proposals)} interval(s) ({counts['ME']} ME, {counts['MaE']} MaE) -> {args.out / item.output}.csv")
     except (SpotError, LayoutError, ValueError, OSError) as err:
