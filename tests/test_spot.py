@@ -288,4 +288,6 @@ def test_plot_legend_matches_the_bands_sits_outside_and_the_title_names_the_thre
     assert plt.gcf().axes[0].get_title() == "v: 1 interval(s) scoring >= 0.412 (threshold calibrated on the training videos' point labels; 3 below it hidden)"
     plot(tmp_path / "empty.png", item, prediction, [], 8, 8, Threshold(0.412, "calibrated on the training videos' point labels", hidden=0))
     assert plt.gcf().axes[0].get_title() == "v: no interval: the model proposed none"
+    plot(tmp_path / "all.png", item, prediction, [Proposal("v", 100, 180, 0.8, "MaE")], 8, 8, Threshold(float("-inf"), "calibrated on the training videos' point labels"))
+    assert plt.gcf().axes[0].get_title() == "v: 1 interval(s) (no score threshold: every proposal kept)"
     assert (tmp_path / "none.png").read_bytes()[:4] == b"\x89PNG"

@@ -44,6 +44,8 @@ def title_text(name: str, shown: int, labelled: int, threshold: Threshold | None
     if cut:
         hidden = f"; {threshold.hidden} below it hidden" if threshold.hidden else ""
         text += f" scoring >= {threshold.value:.3g} ({where}{hidden})"
+    elif threshold is not None:
+        text += " (no score threshold: every proposal kept)"
     if labelled < shown:
         text += f", the {labelled} best-scoring labels that fit shown"
     return text
