@@ -39,14 +39,29 @@ from pwes import io, run_folder, tracking
 from pwes.callbacks import diagnostics
 from pwes.config import ConfigError, to_container, validate_run_settings
 from pwes.data.batch import collate
-from pwes.data.datamodule import PWESDataModule, fold_subjects
+from pwes.data.datamodule import PWESDataModule, VideoDataset, fold_subjects, validation_count
 from pwes.data.layout import FeatureSet, Interval, load_feature_set
 from pwes.evaluation.megc import MatchConfig, read_proposals_csv, score, write_proposals_csv
-from pwes.evaluation.calibration import calibrate_on_intervals, calibrate_on_points, calibrated_metrics, calibration_rule, point_targets, pooled_calibrated_metrics
+from pwes.evaluation.calibration import (
+    Calibration,
+    PointTarget,
+    apply_threshold,
+    calibrate_on_intervals,
+    calibrate_on_points,
+    calibrated_metrics,
+    calibration_rule,
+    counts_figures,
+    point_hit_extent,
+    point_hit_figures,
+    point_targets,
+    pooled_calibrated_metrics,
+)
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
 
 log = logging.getLogger("pwes")
+# The figures of the validation subjects (each prefixed val_ and val_all_; pooled by summing counts).
+VALIDATION_KEYS = tuple(f"{prefix}{name}" for prefix in ("", "me_", "mae_") for name in ("recall", "precision", "f1", "tp", "fp", "fn"))
 
 
 @dataclass
@@ -129,11 +144,18 @@ def build_datamodule(cfg: DictConfig, feature_set: FeatureSet, test_subjects: Se
         num_workers=int(data.num_workers),
         cache=str(data.cache),
         cache_limit_mb=float(data.cache_limit_mb),
+        validation_subjects=match_config(cfg).validation_subjects,
     )
 
 
-def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Sequence[str]) -> dict[str, Any]:
-    """What `pwes.spot` needs to use a checkpoint on new data."""
+def match_config(cfg: DictConfig) -> MatchConfig:
+    """``evaluation.*`` as the :class:`MatchConfig` it is (one-line errors naming the setting)."""
+    return MatchConfig(**to_container(cfg.evaluation))
+
+
+def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Sequence[str], validation_subjects: Sequence[str] = ()) -> dict[str, Any]:
+    """What `pwes.spot` needs to use a checkpoint on new data (and `pwes.rescore` to check it
+    rebuilt the fold's split: ``train_subjects``, ``validation_subjects``)."""
     return {
         "dataset": str(cfg.dataset.name),
         "feature_dims": list(feature_set.feature_dims),
@@ -143,6 +165,7 @@ def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Seq
         "proposals": to_container(cfg.proposals),
         "evaluation": to_container(cfg.evaluation),
         "train_subjects": list(train_subjects),
+        "validation_subjects": list(validation_subjects),
         "seed": int(cfg.seed),
     }
 
@@ -167,6 +190,96 @@ def write_proposals(path: Path, proposals: Sequence[Proposal], feature_set: Feat
     write_proposals_csv(path, proposals, extras)
 
 
+def predict_proposals(trainer: L.Trainer, model: L.LightningModule, dataset: VideoDataset, batch_size: int, feature_set: FeatureSet, proposal_cfg: ProposalConfig) -> list[Proposal]:
+    """Proposals of every video of ``dataset``, predicted in file order in batches of ``batch_size``
+    (the same batches whether called after training or by pwes.rescore, so the same numbers)."""
+    if len(dataset) == 0:
+        return []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    return proposals_from_outputs(trainer.predict(model, dataloaders=loader), feature_set, proposal_cfg)
+
+
+def dataset_targets(dataset: VideoDataset, feature_set: FeatureSet) -> dict[str, list[PointTarget]]:
+    """The point-hit targets of a dataset's videos from their point (or video) labels only."""
+    items = (dataset[i] for i in range(len(dataset)))
+    return point_targets(items, feature_set.snippet_length, feature_set.stride)
+
+
+def video_fps(feature_set: FeatureSet, videos: Sequence[str]) -> dict[str, float]:
+    return {v: feature_set.videos[v].fps for v in videos}
+
+
+def calibrate(
+    proposals: Sequence[Proposal], dataset: VideoDataset, feature_set: FeatureSet, match: MatchConfig, supervision: str, proposal_cfg: ProposalConfig
+) -> Calibration:
+    """The deployable threshold chosen on the videos of ``dataset`` (the fold's training videos,
+    or its validation subjects'): from their point and video labels only, or from their onset/
+    offset when the model was trained on them (``calibration_rule``)."""
+    if calibration_rule(match.calibration, supervision) == "intervals":
+        return calibrate_on_intervals(proposals, *ground_truth(feature_set, dataset.videos), match)
+    extent = point_hit_extent(match, video_fps(feature_set, dataset.videos), proposal_cfg.me_max_seconds)
+    return calibrate_on_points(proposals, dataset_targets(dataset, feature_set), match, extent)
+
+
+def validation_figures(
+    proposals: Sequence[Proposal],
+    dataset: VideoDataset,
+    feature_set: FeatureSet,
+    calibration: Calibration,
+    match: MatchConfig,
+    supervision: str,
+    proposal_cfg: ProposalConfig,
+    subjects: Sequence[str],
+) -> dict[str, Any]:
+    """``val_*``: the validation subjects' videos scored with the calibration rule (point hits;
+    MEGC against intervals only where ``calibration_rule`` says intervals), at the fold's
+    threshold (``val_recall``, ``val_precision``, ``val_f1``, counts, per type) and over all
+    proposals (``val_all_*``)."""
+    if calibration_rule(match.calibration, supervision) == "intervals":
+        gt, fps = ground_truth(feature_set, dataset.videos)
+        at, every = (score(apply_threshold(proposals, t), gt, fps, match) for t in (calibration.threshold, None))
+        num_targets = int(every["num_ground_truth"])
+    else:
+        extent = point_hit_extent(match, video_fps(feature_set, dataset.videos), proposal_cfg.me_max_seconds)
+        targets = dataset_targets(dataset, feature_set)
+        at, every = (point_hit_figures(proposals, targets, t, match, extent) for t in (calibration.threshold, None))
+        num_targets = sum(len(t) for t in targets.values())
+    out: dict[str, Any] = {f"val_{k}": at[k] for k in VALIDATION_KEYS}
+    out.update({f"val_all_{k}": every[k] for k in VALIDATION_KEYS})
+    out.update(val_num_videos=len(dataset), val_num_targets=num_targets, val_num_proposals=len(proposals), val_subjects=list(subjects))
+    return out
+
+
+def calibrate_fold(
+    cfg: DictConfig, feature_set: FeatureSet, trainer: L.Trainer, model: L.LightningModule, datamodule: PWESDataModule
+) -> tuple[Calibration, dict[str, Any]]:
+    """A trained fold's threshold (on its training videos or, with ``evaluation.calibration_source
+    =validation``, on its validation subjects) and its ``val_*`` figures (empty without a
+    validation split). The test subject takes no part: nothing here reads ``datamodule.test_set``."""
+    proposal_cfg = ProposalConfig(**to_container(cfg.proposals))
+    match = match_config(cfg)
+    supervision = str(cfg.model.get("supervision", "point"))
+    batch = datamodule.batch_size
+    val_proposals = predict_proposals(trainer, model, datamodule.val_set, batch, feature_set, proposal_cfg) if len(datamodule.val_set) else []
+    if match.calibration_source == "validation":
+        calibration = calibrate(val_proposals, datamodule.val_set, feature_set, match, supervision, proposal_cfg)
+    else:
+        train_proposals = predict_proposals(trainer, model, datamodule.train_set, batch, feature_set, proposal_cfg)
+        calibration = calibrate(train_proposals, datamodule.train_set, feature_set, match, supervision, proposal_cfg)
+    if not len(datamodule.val_set):
+        return calibration, {}
+    figures = validation_figures(val_proposals, datamodule.val_set, feature_set, calibration, match, supervision, proposal_cfg, datamodule.validation_subjects)
+    return calibration, {"calibration_source": match.calibration_source, **figures}
+
+
+def evaluate_fold(proposals: Sequence[Proposal], feature_set: FeatureSet, videos: Sequence[str], calibration: Calibration, match: MatchConfig) -> dict[str, Any]:
+    """A fold's test figures: every proposal (``score``), the calibrated threshold's, the threshold."""
+    gt, fps = ground_truth(feature_set, videos)
+    metrics = {**score(proposals, gt, fps, match), **calibrated_metrics(proposals, gt, fps, calibration.threshold, match)}
+    metrics.update(calibrated_threshold=calibration.as_json(), calibration_train_f1=calibration.train_f1)
+    return metrics
+
+
 def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fold_dir: Path, group: str, position: str) -> FoldResult | None:
     """Train on every subject but ``subject`` (all subjects when None), save the checkpoint and,
     when a subject is held out, predict, score and write its results."""
@@ -175,44 +288,39 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     datamodule = build_datamodule(cfg, feature_set, test_subjects)
     model = build_model(cfg, feature_set)
     train_subjects = sorted({feature_set.videos[v].subject for v in datamodule.train_set.videos})
+    validation_subjects = datamodule.validation_subjects
     name = f"{group}/fold-{subject}" if subject is not None else f"{group}/all-subjects"
     logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), fold_dir, name, group)
     tracking.log_config(logger, to_container(cfg))
     callbacks = build_callbacks(cfg)
     # Snippet ground truth of the training videos, for logged diagnostics only (never the model's).
     diagnostics.attach_ground_truth(callbacks, feature_set, datamodule.train_set.videos)
-    metadata = model_metadata(cfg, feature_set, train_subjects)
+    metadata = model_metadata(cfg, feature_set, train_subjects, validation_subjects)
     callbacks.append(CheckpointMetadata(metadata))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))
+    validating = f", validating on {len(datamodule.val_set)} videos of {len(validation_subjects)} subjects" if validation_subjects else ""
     log.info(
-        "%s %s: training on %d videos of %d subjects for %d steps on %s, testing on %d videos",
+        "%s %s: training on %d videos of %d subjects for %d steps on %s, testing on %d videos%s",
         position, f"fold {subject}" if subject is not None else "all subjects", len(datamodule.train_set), len(train_subjects), trainer.max_steps,
-        trainer.strategy.root_device, len(datamodule.test_set),
+        trainer.strategy.root_device, len(datamodule.test_set), validating,
     )
     started = time.perf_counter()
     proposal_cfg = ProposalConfig(**to_container(cfg.proposals))
-    match = MatchConfig(**to_container(cfg.evaluation))
+    match = match_config(cfg)
     try:
         trainer.fit(model, datamodule=datamodule)
-        # The operating point for pwes.spot, chosen on the training videos only.
-        train_loader = DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, collate_fn=collate)
-        train_proposals = proposals_from_outputs(trainer.predict(model, dataloaders=train_loader), feature_set, proposal_cfg)
-        # The deployable threshold: from the training videos' point and video labels only, or
-        # from their onset/offset when the model was trained on them (model.supervision=full).
-        if calibration_rule(match.calibration, str(cfg.model.get("supervision", "point"))) == "intervals":
-            calibration = calibrate_on_intervals(train_proposals, *ground_truth(feature_set, datamodule.train_set.videos), match)
-        else:
-            train_items = (datamodule.train_set[i] for i in range(len(datamodule.train_set)))
-            calibration = calibrate_on_points(train_proposals, point_targets(train_items, feature_set.snippet_length, feature_set.stride), match)
+        # The operating point for pwes.spot, chosen without the test subject (calibrate_fold).
+        calibration, validation = calibrate_fold(cfg, feature_set, trainer, model, datamodule)
         metadata.update(score_threshold=calibration.threshold, score_threshold_rule=calibration.rule, train_f1_at_threshold=round(calibration.train_f1, 4))
+        if validation:
+            metadata.update(score_threshold_source=match.calibration_source)
         save_checkpoint(trainer, fold_dir / "checkpoints" / "last.ckpt")
         if subject is None:
             return None
-        proposals = proposals_from_outputs(trainer.predict(model, datamodule=datamodule), feature_set, proposal_cfg)
-        gt, fps = ground_truth(feature_set, datamodule.test_set.videos)
-        metrics = {**score(proposals, gt, fps, match), **calibrated_metrics(proposals, gt, fps, calibration.threshold, match)}
-        metrics.update(calibrated_threshold=calibration.as_json(), calibration_train_f1=calibration.train_f1)
-        metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(gt)}
+        proposals = predict_proposals(trainer, model, datamodule.test_set, datamodule.batch_size, feature_set, proposal_cfg)
+        metrics = evaluate_fold(proposals, feature_set, datamodule.test_set.videos, calibration, match)
+        metrics.update(validation)
+        metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(datamodule.test_set)}
         if logger is not None:
             logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=trainer.global_step)
         metrics.update(diagnostics.final_values(callbacks))  # diag_*: pseudo-label/attention figures
@@ -230,6 +338,7 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
     calibrated: list[tuple[list[Proposal], float | None]] = []  # each fold's proposals and its own threshold
     thresholds: dict[str, float | None] = {}
     diag: dict[str, list[float]] = {}  # diag_* figures per fold, pooled as their mean
+    validation: list[Mapping[str, Any]] = []  # folds with val_* figures
     for fold_dir in fold_dirs:
         subject = fold_dir.name.removeprefix("fold-")
         subjects.append(subject)
@@ -239,6 +348,8 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
         if isinstance(fold_metrics, dict) and "calibrated_threshold" in fold_metrics:
             thresholds[subject] = fold_metrics["calibrated_threshold"]
             calibrated.append((fold_proposals, fold_metrics["calibrated_threshold"]))
+        if isinstance(fold_metrics, dict) and "val_tp" in fold_metrics:
+            validation.append(fold_metrics)
         if isinstance(fold_metrics, dict):
             for key, value in fold_metrics.items():
                 if key.startswith("diag_") and isinstance(value, (int, float)):
@@ -247,8 +358,25 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
     metrics = score(proposals, gt, fps, match)
     if len(calibrated) == len(fold_dirs):  # folds written before calibration existed have no threshold
         metrics.update(pooled_calibrated_metrics(calibrated, gt, fps, match), calibrated_thresholds=thresholds)
+    if validation and len(validation) == len(fold_dirs):
+        metrics.update(pooled_validation(validation))
     metrics.update({key: round(sum(v) / len(v), 6) for key, v in diag.items()})
     return {**metrics, "num_folds": len(fold_dirs), "num_videos": len(gt)}, proposals
+
+
+def pooled_validation(folds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``val_*`` over folds: each fold's counts (at its own threshold, and over all its
+    proposals) summed, then recall/precision/F1 once, as the test figures are pooled."""
+    out: dict[str, Any] = {}
+    for prefix in ("val_", "val_all_"):
+        counts = {
+            name: np.array([sum(int(f[f"{prefix}{kind}{name}"]) for f in folds) for kind in ("me_", "mae_")], dtype=np.int64)
+            for name in ("tp", "fp", "fn")
+        }
+        out.update({f"{prefix}{k}": v for k, v in counts_figures(counts["tp"], counts["fp"], counts["fn"]).items()})
+    for key in ("val_num_videos", "val_num_targets", "val_num_proposals"):
+        out[key] = sum(int(f[key]) for f in folds)
+    return out
 
 
 def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] | None = None) -> dict[str, float] | None:
@@ -263,6 +391,8 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
     config = {k: v for k, v in to_container(cfg).items() if k != "run_dir"}
     feature_set = resolve_feature_set(cfg)
     subjects = fold_subjects(feature_set, cfg.fold) if str(cfg.fold) != "none" else []
+    # a validation split that would leave a fold nothing to train on is refused before anything is written
+    validation_count(match_config(cfg).validation_subjects, len(feature_set.subjects) - (1 if subjects else 0))
     fingerprint = run_folder.data_fingerprint(feature_set, run_folder.previous_fingerprint(run_dir))
     prepare_run_folder(run_dir, config, bool(cfg.resume), fingerprint)
     if on_accept is not None:
@@ -304,7 +434,7 @@ def group_name(cfg: DictConfig) -> str:
 
 def summary_line(metrics: Mapping[str, float]) -> str:
     """The paper's columns in one line."""
-    keys = ("f1_me_0.5", "f1_me_1.0", "f1_me_p", "recall", "precision", "f1", "calibrated_f1", "f1_p")
+    keys = ("f1_me_0.5", "f1_me_1.0", "f1_me_p", "recall", "precision", "f1", "calibrated_f1", "f1_p", "val_f1")
     return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics) + f" (tp={metrics.get('tp')} fp={metrics.get('fp')} fn={metrics.get('fn')})"
 
 
