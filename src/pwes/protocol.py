@@ -58,6 +58,7 @@ from pwes.evaluation.calibration import (
 )
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
+from pwes.model.network import parse_settings
 
 log = logging.getLogger("pwes")
 # The figures of the validation subjects (each prefixed val_ and val_all_; pooled by summing counts).
@@ -150,7 +151,30 @@ def build_datamodule(cfg: DictConfig, feature_set: FeatureSet, test_subjects: Se
 
 def match_config(cfg: DictConfig) -> MatchConfig:
     """``evaluation.*`` as the :class:`MatchConfig` it is (one-line errors naming the setting)."""
-    return MatchConfig(**to_container(cfg.evaluation))
+    return _settings(MatchConfig, cfg.evaluation, "evaluation")
+
+
+def proposal_config(cfg: DictConfig) -> ProposalConfig:
+    """``proposals.*`` as the :class:`ProposalConfig` it is (one-line errors naming the setting)."""
+    return _settings(ProposalConfig, cfg.proposals, "proposals")
+
+
+def check_evaluation_settings(cfg: DictConfig) -> MatchConfig:
+    """``proposals.*`` and ``evaluation.*`` checked together before anything is trained or
+    written (the extent rule needs the ME cut of the proposals)."""
+    match = match_config(cfg)
+    proposals = proposal_config(cfg)
+    point_hit_extent(match, {}, proposals.me_max_seconds)
+    return match
+
+
+def _settings(cls: type, node: Any, where: str) -> Any:
+    """``parse_settings`` (types checked against the defaults, unknown keys refused), with the
+    dataclass's own "where.key must ..." message not prefixed twice."""
+    try:
+        return parse_settings(cls, to_container(node) if isinstance(node, DictConfig) else node, where)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace(f"{where}: {where}.", f"{where}.", 1)) from None
 
 
 def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Sequence[str], validation_subjects: Sequence[str] = ()) -> dict[str, Any]:
@@ -256,7 +280,7 @@ def calibrate_fold(
     """A trained fold's threshold (on its training videos or, with ``evaluation.calibration_source
     =validation``, on its validation subjects) and its ``val_*`` figures (empty without a
     validation split). The test subject takes no part: nothing here reads ``datamodule.test_set``."""
-    proposal_cfg = ProposalConfig(**to_container(cfg.proposals))
+    proposal_cfg = proposal_config(cfg)
     match = match_config(cfg)
     supervision = str(cfg.model.get("supervision", "point"))
     batch = datamodule.batch_size
@@ -305,7 +329,7 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
         trainer.strategy.root_device, len(datamodule.test_set), validating,
     )
     started = time.perf_counter()
-    proposal_cfg = ProposalConfig(**to_container(cfg.proposals))
+    proposal_cfg = proposal_config(cfg)
     match = match_config(cfg)
     try:
         trainer.fit(model, datamodule=datamodule)
@@ -392,7 +416,7 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
     feature_set = resolve_feature_set(cfg)
     subjects = fold_subjects(feature_set, cfg.fold) if str(cfg.fold) != "none" else []
     # a validation split that would leave a fold nothing to train on is refused before anything is written
-    validation_count(match_config(cfg).validation_subjects, len(feature_set.subjects) - (1 if subjects else 0))
+    validation_count(check_evaluation_settings(cfg).validation_subjects, len(feature_set.subjects) - (1 if subjects else 0))
     fingerprint = run_folder.data_fingerprint(feature_set, run_folder.previous_fingerprint(run_dir))
     prepare_run_folder(run_dir, config, bool(cfg.resume), fingerprint)
     if on_accept is not None:

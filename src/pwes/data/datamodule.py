@@ -59,7 +59,7 @@ def validation_count(share: float, num_train_subjects: int) -> int:
     count = int(share) if share >= 1 else max(1, int(math.floor(share * num_train_subjects + 0.5)))
     if count >= num_train_subjects:
         raise FoldError(
-            f"evaluation.validation_subjects={share!r} holds out {count} of the fold's {num_train_subjects} training subject(s): at least one must be left to train on"
+            f"evaluation.validation_subjects={share:g} holds out {count} of the fold's {num_train_subjects} training subject(s): at least one must be left to train on"
         )
     return count
 

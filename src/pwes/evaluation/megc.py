@@ -77,7 +77,7 @@ class MatchConfig:
     iou_plus_one: bool = True
     calibration: str = "auto"
     calibration_source: str = "train"
-    validation_subjects: float = 0
+    validation_subjects: float = 0.0
     point_hit_extent: bool = False
     point_hit_max_seconds: float = 4.0
 
