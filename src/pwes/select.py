@@ -173,7 +173,7 @@ def select(sweep_dir: Path, by: str = "val_f1", out: Path | None = None) -> dict
         write_proposals(where / "proposals.csv", proposals, feature_set)
         io.write_json(where / "selection.json", {"by": by, "sweep": str(sweep_dir), "selected": metrics["selected"], "settings": summary, "folds_left_out": left_out})
         io.write_json(where / "metrics.json", metrics)
-        results[seed] = {"metrics": metrics, "settings": summary, "where": str(where)}
+        results[seed] = {"metrics": metrics, "settings": summary, "where": str(where), "chosen": {s: (chosen[s].label, float(chosen[s].metrics[s][by])) for s in order}}
     return results
 
 
@@ -183,7 +183,7 @@ def report_lines(results: Mapping[str, Mapping[str, Any]], by: str) -> list[str]
         metrics = result["metrics"]
         head = f"seed {seed}: " if seed else ""
         lines.append(f"{head}per fold, the setting with the best {by} on its validation subjects:")
-        lines += [f"  {fold}: {label}" for fold, label in metrics["selected"].items()]
+        lines += [f"  {fold}: {label} ({by} {value:.3f})" for fold, (label, value) in result["chosen"].items()]
         if metrics["folds_left_out"]:
             lines.append(f"  left out (not finished by every setting): {', '.join(metrics['folds_left_out'])}")
         lines.append(f"| setting | times chosen | pooled {by} | pooled val_all_f1 |")
