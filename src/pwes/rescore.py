@@ -6,8 +6,8 @@ For every finished fold of ``RUN_DIR`` (``fold-*/metrics.json`` beside ``checkpo
 the fold's model is loaded from its checkpoint and predicts the fold's training, validation and test
 videos (the fold's split is rebuilt from the run's ``config.yaml`` and checked against the subjects
 the checkpoint records); proposals, the calibrated threshold and every figure are then computed by
-the same functions training uses (:func:`pwes.protocol.calibrate_fold`,
-:func:`~pwes.protocol.evaluate_fold`, :func:`~pwes.protocol.pool_folds`). With no overrides the
+the same functions training uses (:func:`pwes.scoring.calibrate_fold`,
+:func:`~pwes.scoring.evaluate_fold`, :func:`~pwes.scoring.pool_folds`). With no overrides the
 result equals the run's own ``metrics.json`` and ``proposals.csv``.
 
 Only ``proposals.*`` and ``evaluation.*`` may change, and not ``evaluation.validation_subjects``
@@ -158,7 +158,8 @@ def check_data(run_dir: Path, subjects: Sequence[str], feature_set: Any) -> None
 
 def rescore_fold(cfg: DictConfig, feature_set: Any, run_dir: Path, subject: str, out: Path, trainer: Any) -> dict[str, Any]:
     """One fold: load its model, rebuild its split, calibrate, evaluate, write its results."""
-    from pwes.protocol import build_datamodule, calibrate_fold, evaluate_fold, match_config, predict_proposals, proposal_config, write_proposals
+    from pwes.protocol import build_datamodule
+    from pwes.scoring import calibrate_fold, evaluate_fold, match_config, predict_proposals, proposal_config, write_proposals
     from pwes.spot import load_model
 
     fold = run_dir / f"fold-{subject}"
@@ -189,7 +190,8 @@ def rescore(run_dir: Path, overrides: Sequence[str], out: Path | None = None) ->
     """Re-score every finished fold of ``run_dir`` with ``overrides`` into ``out``; returns the
     output folder and the pooled figures."""
     from pwes.data.datamodule import fold_subjects
-    from pwes.protocol import check_evaluation_settings, pool_folds, resolve_feature_set, write_proposals
+    from pwes.protocol import resolve_feature_set
+    from pwes.scoring import check_evaluation_settings, pool_folds, write_proposals
 
     config = read_run_config(run_dir)
     cfg = apply_overrides(config, parse_overrides(overrides), run_dir / "config.yaml")

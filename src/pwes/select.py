@@ -7,7 +7,7 @@ every outer (test) fold picks the setting whose ``--by`` figure (a ``val_*`` key
 ``metrics.json``) is highest **on that fold's validation subjects**. Ties go to the setting that
 comes first in the sweep's job order (Hydra numbers jobs in the order the values are listed, so
 listing the default first makes a tie keep the default). The chosen (fold, setting) pairs are then
-pooled exactly as a run pools its folds (:func:`pwes.protocol.pool_folds`: counts summed, all
+pooled exactly as a run pools its folds (:func:`pwes.scoring.pool_folds`: counts summed, all
 three operating points), so the test figure is reported, never used to choose.
 
 A setting is a job's overrides other than ``seed`` and ``fold`` (jobs of a fold sweep that differ
@@ -140,14 +140,15 @@ def choose(settings: Sequence[Setting], by: str) -> tuple[dict[str, Setting], li
 
 def selectable_figures() -> list[str]:
     """The ``--by`` choices: the validation ratios of every fold's metrics.json."""
-    from pwes.protocol import VALIDATION_KEYS
+    from pwes.scoring import VALIDATION_KEYS
 
     return [f"{prefix}{k}" for prefix in ("val_", "val_all_") for k in VALIDATION_KEYS if k.endswith(("recall", "precision", "f1"))]
 
 
 def select(sweep_dir: Path, by: str = "val_f1", out: Path | None = None) -> dict[str, dict[str, Any]]:
     """Run the nested selection; returns the pooled figures per seed (key ``""`` without seeds)."""
-    from pwes.protocol import match_config, pool_folds, pooled_validation, resolve_feature_set, write_proposals
+    from pwes.protocol import resolve_feature_set
+    from pwes.scoring import match_config, pool_folds, pooled_validation, write_proposals
 
     if by not in selectable_figures():
         raise SelectionError(f"--by {by}: must be a validation figure ({', '.join(selectable_figures())}); test-fold figures are never used to choose")
