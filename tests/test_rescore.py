@@ -181,3 +181,11 @@ def test_select_refuses_runs_without_validation(runs: tuple[Path, Path, Path], t
     (tmp_path / "sweep" / "0" / ".hydra" / "overrides.yaml").write_text("[]\n")
     proc = call(capsys, select, str(tmp_path / "sweep"))
     assert proc.returncode == 2 and "no validation figures (val_*): run the sweep with evaluation.validation_subjects > 0" in proc.stderr
+
+
+def test_jobs_are_taken_in_hydra_job_order(tmp_path: Path) -> None:
+    for name in ("10_k=0.1", "2_k=0.3", "0_k=0.5"):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text("[]\n")
+        (tmp_path / name / "config.yaml").write_text("{}\n")
+    assert [p.name for p in select.job_dirs(tmp_path)] == ["0_k=0.5", "2_k=0.3", "10_k=0.1"]  # ties go to the first listed

@@ -59,14 +59,18 @@ class Setting:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """The sweep's job folders (``.hydra/overrides.yaml`` beside ``config.yaml``) in job order
-    (numeric folder names first, by number)."""
+    """The sweep's job folders (``.hydra/overrides.yaml`` beside ``config.yaml``) in job order:
+    by the job number Hydra puts first in the folder name (``3`` or ``3_key=value,...``)."""
     if not sweep_dir.is_dir():
         raise SelectionError(f"{sweep_dir}: folder not found")
     jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml") if (p.parent.parent / "config.yaml").is_file()]
     if not jobs:
         raise SelectionError(f"{sweep_dir}: no finished Hydra jobs (subfolders with .hydra/overrides.yaml and config.yaml)")
-    return sorted(jobs, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
+    def number(job: Path) -> tuple[int, int, str]:
+        head = job.name.split("_", 1)[0]
+        return (0, int(head), job.name) if head.isdigit() else (1, 0, job.name)
+
+    return sorted(jobs, key=number)
 
 
 def read_json(path: Path) -> dict[str, Any]:
