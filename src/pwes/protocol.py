@@ -1,6 +1,6 @@
 """The leave-one-subject-out protocol: train and test each fold, keep finished folds, pool counts.
 
-A run folder holds::
+A run folder holds (the scoring stages a fold goes through are in pwes.scoring)::
 
     config.yaml                    the resolved config of the run
     fold-<subject>/checkpoints/last.ckpt   the fold's final model (with the metadata spot needs)
@@ -33,19 +33,30 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch.utils.data import DataLoader
 
 from pwes import io, run_folder, tracking
 from pwes.callbacks import diagnostics
 from pwes.config import ConfigError, to_container, validate_run_settings
-from pwes.data.batch import collate
-from pwes.data.datamodule import PWESDataModule, fold_subjects
-from pwes.data.layout import FeatureSet, Interval, load_feature_set
 from pwes.data.recorded import settings_for_set
-from pwes.evaluation.megc import MatchConfig, read_proposals_csv, score, write_proposals_csv
-from pwes.evaluation.calibration import calibrate_on_intervals, calibrate_on_points, calibrated_metrics, calibration_rule, point_targets, pooled_calibrated_metrics
-from pwes.inference.maps import proposals_from_prediction
-from pwes.inference.proposals import Proposal, ProposalConfig
+from pwes.data.datamodule import PWESDataModule, fold_subjects, validation_count
+from pwes.data.layout import FeatureSet, load_feature_set
+from pwes.inference.proposals import Proposal
+from pwes.scoring import (  # noqa: F401 - the fold stages, also importable from here
+    VALIDATION_KEYS,
+    calibrate,
+    calibrate_fold,
+    check_evaluation_settings,
+    evaluate_fold,
+    ground_truth,
+    match_config,
+    pool_folds,
+    pooled_validation,
+    predict_proposals,
+    proposal_config,
+    proposals_from_outputs,
+    validation_figures,
+    write_proposals,
+)
 
 log = logging.getLogger("pwes")
 
@@ -151,11 +162,13 @@ def build_datamodule(cfg: DictConfig, feature_set: FeatureSet, test_subjects: Se
         num_workers=int(data.num_workers),
         cache=str(data.cache),
         cache_limit_mb=float(data.cache_limit_mb),
+        validation_subjects=match_config(cfg).validation_subjects,
     )
 
 
-def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Sequence[str]) -> dict[str, Any]:
-    """What `pwes.spot` needs to use a checkpoint on new data."""
+def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Sequence[str], validation_subjects: Sequence[str] = ()) -> dict[str, Any]:
+    """What `pwes.spot` needs to use a checkpoint on new data (and `pwes.rescore` to check it
+    rebuilt the fold's split: ``train_subjects``, ``validation_subjects``)."""
     return {
         "dataset": str(cfg.dataset.name),
         "feature_dims": list(feature_set.feature_dims),
@@ -165,28 +178,9 @@ def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Seq
         "proposals": to_container(cfg.proposals),
         "evaluation": to_container(cfg.evaluation),
         "train_subjects": list(train_subjects),
+        "validation_subjects": list(validation_subjects),
         "seed": int(cfg.seed),
     }
-
-
-def proposals_from_outputs(outputs: Sequence[Sequence[Any]] | None, feature_set: FeatureSet, proposal_cfg: ProposalConfig) -> list[Proposal]:
-    """Proposals from the per-batch lists of VideoPrediction that ``trainer.predict`` returns."""
-    proposals: list[Proposal] = []
-    for batch_outputs in outputs or []:
-        for pred in batch_outputs:
-            info = feature_set.videos[pred.video]
-            proposals.extend(proposals_from_prediction(pred, info.num_frames, info.fps, feature_set.snippet_length, feature_set.stride, proposal_cfg))
-    return proposals
-
-
-def ground_truth(feature_set: FeatureSet, videos: Sequence[str]) -> tuple[dict[str, list[Interval]], dict[str, float]]:
-    """Intervals (empty lists included) and fps of ``videos``, as the scorer takes them."""
-    return {v: list(feature_set.intervals[v]) for v in videos}, {v: feature_set.videos[v].fps for v in videos}
-
-
-def write_proposals(path: Path, proposals: Sequence[Proposal], feature_set: FeatureSet) -> None:
-    extras = {name: {"subject": v.subject, "fold": v.subject} for name, v in feature_set.videos.items()}
-    write_proposals_csv(path, proposals, extras)
 
 
 def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fold_dir: Path, group: str, position: str) -> FoldResult | None:
@@ -197,44 +191,39 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     datamodule = build_datamodule(cfg, feature_set, test_subjects)
     model = build_model(cfg, feature_set)
     train_subjects = sorted({feature_set.videos[v].subject for v in datamodule.train_set.videos})
+    validation_subjects = datamodule.validation_subjects
     name = f"{group}/fold-{subject}" if subject is not None else f"{group}/all-subjects"
     logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), fold_dir, name, group)
     tracking.log_config(logger, to_container(cfg))
     callbacks = build_callbacks(cfg)
     # Snippet ground truth of the training videos, for logged diagnostics only (never the model's).
     diagnostics.attach_ground_truth(callbacks, feature_set, datamodule.train_set.videos)
-    metadata = model_metadata(cfg, feature_set, train_subjects)
+    metadata = model_metadata(cfg, feature_set, train_subjects, validation_subjects)
     callbacks.append(CheckpointMetadata(metadata))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))
+    validating = f", validating on {len(datamodule.val_set)} videos of {len(validation_subjects)} subjects" if validation_subjects else ""
     log.info(
-        "%s %s: training on %d videos of %d subjects for %d steps on %s, testing on %d videos",
+        "%s %s: training on %d videos of %d subjects for %d steps on %s, testing on %d videos%s",
         position, f"fold {subject}" if subject is not None else "all subjects", len(datamodule.train_set), len(train_subjects), trainer.max_steps,
-        trainer.strategy.root_device, len(datamodule.test_set),
+        trainer.strategy.root_device, len(datamodule.test_set), validating,
     )
     started = time.perf_counter()
-    proposal_cfg = ProposalConfig(**to_container(cfg.proposals))
-    match = MatchConfig(**to_container(cfg.evaluation))
+    proposal_cfg = proposal_config(cfg)
+    match = match_config(cfg)
     try:
         trainer.fit(model, datamodule=datamodule)
-        # The operating point for pwes.spot, chosen on the training videos only.
-        train_loader = DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, collate_fn=collate)
-        train_proposals = proposals_from_outputs(trainer.predict(model, dataloaders=train_loader), feature_set, proposal_cfg)
-        # The deployable threshold: from the training videos' point and video labels only, or
-        # from their onset/offset when the model was trained on them (model.supervision=full).
-        if calibration_rule(match.calibration, str(cfg.model.get("supervision", "point"))) == "intervals":
-            calibration = calibrate_on_intervals(train_proposals, *ground_truth(feature_set, datamodule.train_set.videos), match)
-        else:
-            train_items = (datamodule.train_set[i] for i in range(len(datamodule.train_set)))
-            calibration = calibrate_on_points(train_proposals, point_targets(train_items, feature_set.snippet_length, feature_set.stride), match)
+        # The operating point for pwes.spot, chosen without the test subject (calibrate_fold).
+        calibration, validation = calibrate_fold(cfg, feature_set, trainer, model, datamodule)
         metadata.update(score_threshold=calibration.threshold, score_threshold_rule=calibration.rule, train_f1_at_threshold=round(calibration.train_f1, 4))
+        if validation:
+            metadata.update(score_threshold_source=match.calibration_source)
         save_checkpoint(trainer, fold_dir / "checkpoints" / "last.ckpt")
         if subject is None:
             return None
-        proposals = proposals_from_outputs(trainer.predict(model, datamodule=datamodule), feature_set, proposal_cfg)
-        gt, fps = ground_truth(feature_set, datamodule.test_set.videos)
-        metrics = {**score(proposals, gt, fps, match), **calibrated_metrics(proposals, gt, fps, calibration.threshold, match)}
-        metrics.update(calibrated_threshold=calibration.as_json(), calibration_train_f1=calibration.train_f1)
-        metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(gt)}
+        proposals = predict_proposals(trainer, model, datamodule.test_set, datamodule.batch_size, feature_set, proposal_cfg)
+        metrics = evaluate_fold(proposals, feature_set, datamodule.test_set.videos, calibration, match)
+        metrics.update(validation)
+        metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(datamodule.test_set)}
         if logger is not None:
             logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=trainer.global_step)
         metrics.update(diagnostics.final_values(callbacks))  # diag_*: pseudo-label/attention figures
@@ -243,34 +232,6 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
         return FoldResult(subject, metrics, proposals)
     finally:
         tracking.finish(logger)
-
-
-def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchConfig) -> tuple[dict[str, float], list[Proposal]]:
-    """Pool finished folds: all their proposals against all their videos, scored once."""
-    proposals: list[Proposal] = []
-    subjects: list[str] = []
-    calibrated: list[tuple[list[Proposal], float | None]] = []  # each fold's proposals and its own threshold
-    thresholds: dict[str, float | None] = {}
-    diag: dict[str, list[float]] = {}  # diag_* figures per fold, pooled as their mean
-    for fold_dir in fold_dirs:
-        subject = fold_dir.name.removeprefix("fold-")
-        subjects.append(subject)
-        fold_proposals = read_proposals_csv(fold_dir / "proposals.csv", feature_set.videos)
-        proposals.extend(fold_proposals)
-        fold_metrics = json.loads((fold_dir / "metrics.json").read_text()) if (fold_dir / "metrics.json").exists() else {}
-        if isinstance(fold_metrics, dict) and "calibrated_threshold" in fold_metrics:
-            thresholds[subject] = fold_metrics["calibrated_threshold"]
-            calibrated.append((fold_proposals, fold_metrics["calibrated_threshold"]))
-        if isinstance(fold_metrics, dict):
-            for key, value in fold_metrics.items():
-                if key.startswith("diag_") and isinstance(value, (int, float)):
-                    diag.setdefault(key, []).append(float(value))
-    gt, fps = ground_truth(feature_set, feature_set.videos_of(subjects))
-    metrics = score(proposals, gt, fps, match)
-    if len(calibrated) == len(fold_dirs):  # folds written before calibration existed have no threshold
-        metrics.update(pooled_calibrated_metrics(calibrated, gt, fps, match), calibrated_thresholds=thresholds)
-    metrics.update({key: round(sum(v) / len(v), 6) for key, v in diag.items()})
-    return {**metrics, "num_folds": len(fold_dirs), "num_videos": len(gt)}, proposals
 
 
 def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] | None = None) -> dict[str, float] | None:
@@ -285,6 +246,8 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
     feature_set = resolve_feature_set(cfg)  # first: it may take the snippet settings the set records
     config = {k: v for k, v in to_container(cfg).items() if k != "run_dir"}
     subjects = fold_subjects(feature_set, cfg.fold) if str(cfg.fold) != "none" else []
+    # a validation split that would leave a fold nothing to train on is refused before anything is written
+    validation_count(check_evaluation_settings(cfg).validation_subjects, len(feature_set.subjects) - (1 if subjects else 0))
     fingerprint = run_folder.data_fingerprint(feature_set, run_folder.previous_fingerprint(run_dir))
     prepare_run_folder(run_dir, config, bool(cfg.resume), fingerprint)
     if on_accept is not None:
@@ -303,7 +266,7 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
             continue
         io.write_json(fold_dir / run_folder.FINGERPRINT, fingerprint)  # before metrics.json: what the fold saw
         train_fold(cfg, feature_set, subject, fold_dir, group, position)
-    metrics, proposals = pool_folds([run_dir / f"fold-{s}" for s in subjects], feature_set, MatchConfig(**to_container(cfg.evaluation)))
+    metrics, proposals = pool_folds([run_dir / f"fold-{s}" for s in subjects], feature_set, match_config(cfg))
     write_proposals(run_dir / "proposals.csv", proposals, feature_set)
     io.write_json(run_dir / "metrics.json", metrics)
     log.info("pooled over %d fold(s): %s", len(subjects), summary_line(metrics))
@@ -326,7 +289,7 @@ def group_name(cfg: DictConfig) -> str:
 
 def summary_line(metrics: Mapping[str, float]) -> str:
     """The paper's columns in one line."""
-    keys = ("f1_me_0.5", "f1_me_1.0", "f1_me_p", "recall", "precision", "f1", "calibrated_f1", "f1_p")
+    keys = ("f1_me_0.5", "f1_me_1.0", "f1_me_p", "recall", "precision", "f1", "calibrated_f1", "f1_p", "val_f1")
     return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics) + f" (tp={metrics.get('tp')} fp={metrics.get('fp')} fn={metrics.get('fn')})"
 
 

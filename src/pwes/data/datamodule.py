@@ -3,11 +3,19 @@
 A fold is named by its held-out subject. Training iterates a seeded stream of batches of
 ``batch_size`` videos drawn from the training subjects (the paper counts iterations, not epochs);
 prediction walks the held-out subject's videos in file order.
+
+With ``validation_subjects`` (``evaluation.validation_subjects``) some of the fold's training
+subjects are held out of training as validation subjects (:func:`validation_split`): chosen from
+the sorted training subjects and the seed only, so the test subject never takes part in the choice
+beyond being absent. Their videos carry the same point labels as they would in training.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import zlib
 
 import lightning as L
 import numpy as np
@@ -40,6 +48,32 @@ def fold_subjects(feature_set: FeatureSet, fold: str) -> list[str]:
         shown = ", ".join(subjects[:12]) + (" ..." if len(subjects) > 12 else "")
         raise FoldError(f"fold={fold!r} is not a subject of {feature_set.root} (subjects: {shown}; or all, none)")
     return [fold]
+
+
+def validation_count(share: float, num_train_subjects: int) -> int:
+    """How many of ``num_train_subjects`` training subjects ``evaluation.validation_subjects=share``
+    holds out: 0 for 0; a whole number >= 1 as given; a share in (0, 1) rounded half up, at least 1.
+    At least one subject must be left to train on."""
+    if share == 0:
+        return 0
+    count = int(share) if share >= 1 else max(1, int(math.floor(share * num_train_subjects + 0.5)))
+    if count >= num_train_subjects:
+        raise FoldError(
+            f"evaluation.validation_subjects={share:g} holds out {count} of the fold's {num_train_subjects} training subject(s): at least one must be left to train on"
+        )
+    return count
+
+
+def validation_split(train_subjects: Sequence[str], share: float, seed: int) -> list[str]:
+    """The validation subjects of a fold: ``validation_count`` of the sorted ``train_subjects``,
+    drawn by a generator seeded with ``seed`` and the subjects' names (so the same subjects and
+    seed always give the same choice, whatever order folds run in); returned sorted."""
+    subjects = sorted(train_subjects)
+    count = validation_count(share, len(subjects))
+    if count == 0:
+        return []
+    rng = np.random.default_rng([int(seed), zlib.crc32(",".join(subjects).encode("utf-8"))])
+    return sorted(subjects[i] for i in rng.permutation(len(subjects))[:count])
 
 
 class VideoDataset(Dataset):
@@ -102,7 +136,8 @@ class VideoDataset(Dataset):
 
 
 class PWESDataModule(L.LightningDataModule):
-    """Train on every subject but the held-out ones; predict on the held-out ones."""
+    """Train on every subject but the held-out ones (test and validation); predict on the test
+    subjects (``test_set``); ``val_set`` holds the validation subjects' videos (empty when off)."""
 
     def __init__(
         self,
@@ -116,6 +151,7 @@ class PWESDataModule(L.LightningDataModule):
         num_workers: int = 0,
         cache: str = "auto",
         cache_limit_mb: float = 1024.0,
+        validation_subjects: float = 0,
     ) -> None:
         super().__init__()
         if cache not in CACHE_MODES:
@@ -125,6 +161,9 @@ class PWESDataModule(L.LightningDataModule):
         self.feature_set = feature_set
         self.test_subjects = list(test_subjects)
         held_out = set(self.test_subjects)
+        remaining = sorted({v.subject for v in feature_set.videos.values() if v.subject not in held_out})
+        self.validation_subjects = validation_split(remaining, validation_subjects, seed)
+        held_out |= set(self.validation_subjects)
         train_videos = [n for n, v in feature_set.videos.items() if v.subject not in held_out]
         test_videos = feature_set.videos_of(self.test_subjects)
         if not train_videos:
@@ -136,6 +175,9 @@ class PWESDataModule(L.LightningDataModule):
         common = dict(point_mode=point_mode, point_seed=point_seed, in_memory=in_memory)
         self.train_set = VideoDataset(feature_set, train_videos, supervision, **common)
         self.test_set = VideoDataset(feature_set, test_videos, "point", **common)
+        # The validation subjects' videos with the labels training would have given them (same
+        # supervision and point draw), for calibration and the val_* figures only.
+        self.val_set = VideoDataset(feature_set, feature_set.videos_of(self.validation_subjects), supervision, **common)
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers

@@ -38,6 +38,7 @@ from pwes.inference.proposals import Proposal, duration_labels, expression_type
 ME_CUTS = (0.5, 1.0)  # seconds: the ME cut of F1(0.5) and F1(1.0)
 F1_P_CUT = 0.5  # seconds: the ME cut used inside the best proposal set for F1(p)
 CALIBRATION_RULES = ("auto", "points", "intervals")  # how the deployable threshold is chosen on training videos
+CALIBRATION_SOURCES = ("train", "validation")  # which videos the threshold is chosen on
 PROPOSAL_COLUMNS = ("video", "onset", "offset", "score", "type")
 _IOU_EPS = 1e-9  # IoU 0.5 computed as 5/10 must count at threshold 0.5
 
@@ -60,6 +61,14 @@ class MatchConfig:
     video labels only), ``intervals`` (the annotated intervals; legitimate only for fully
     supervised models) or ``auto`` (default: ``intervals`` under ``model.supervision=full``,
     ``points`` otherwise).
+
+    The validation protocol (docs/evaluation.md, "Validation and selection"), not matching
+    either: ``validation_subjects`` training subjects of each fold are held out of training
+    (0 = none; a whole number >= 1 is a count, a number in (0, 1) a share of the fold's training
+    subjects), ``calibration_source`` says whether the threshold is chosen on the training videos
+    (``train``) or on those held-out subjects (``validation``), and ``point_hit_extent`` lets a
+    proposal hit a point only when its length is plausible for the point's type (ME: at most the
+    ME cut; MaE: above it and at most ``point_hit_max_seconds``).
     """
 
     iou_threshold: float = 0.5
@@ -67,15 +76,31 @@ class MatchConfig:
     one_to_many: bool = False
     iou_plus_one: bool = True
     calibration: str = "auto"
+    calibration_source: str = "train"
+    validation_subjects: float = 0.0
+    point_hit_extent: bool = False
+    point_hit_max_seconds: float = 4.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold <= 1.0:
             raise EvaluationError(f"evaluation.iou_threshold must be in (0, 1], got {self.iou_threshold!r}")
         if self.calibration not in CALIBRATION_RULES:
             raise EvaluationError(f"evaluation.calibration must be one of {', '.join(CALIBRATION_RULES)}, got {self.calibration!r}")
-        for name in ("class_agnostic", "one_to_many", "iou_plus_one"):
+        for name in ("class_agnostic", "one_to_many", "iou_plus_one", "point_hit_extent"):
             if not isinstance(getattr(self, name), bool):
                 raise EvaluationError(f"evaluation.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.calibration_source not in CALIBRATION_SOURCES:
+            raise EvaluationError(f"evaluation.calibration_source must be one of {', '.join(CALIBRATION_SOURCES)}, got {self.calibration_source!r}")
+        share = self.validation_subjects
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0 or (share >= 1 and not float(share).is_integer()):
+            raise EvaluationError(
+                f"evaluation.validation_subjects must be 0 (off), a whole number of subjects (>= 1) or a share in (0, 1), got {share!r}"
+            )
+        if self.calibration_source == "validation" and share == 0:
+            raise EvaluationError("evaluation.calibration_source=validation needs held-out validation subjects: set evaluation.validation_subjects (e.g. 0.2 or 2)")
+        hit_max = self.point_hit_max_seconds
+        if isinstance(hit_max, bool) or not isinstance(hit_max, (int, float)) or not math.isfinite(hit_max) or hit_max <= 0:
+            raise EvaluationError(f"evaluation.point_hit_max_seconds must be a positive number of seconds, got {hit_max!r}")
 
 
 @dataclass
