@@ -15,7 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig
 
 from pwes.config import CONFIG_DIR, ConfigError, moved_setting, register_resolvers, settings_without_effect
@@ -122,8 +122,13 @@ def fail(err: Exception, record: object | None = None, guard: object | None = No
             guard.restore()  # type: ignore[attr-defined]
     print(f"error: {err}", file=sys.stderr)
     if HydraConfig.get().mode.name == "MULTIRUN":
-        raise err
+        raise JobRefused("refused, see its error: line above") from err
     sys.exit(2)
+
+
+class JobRefused(CompactHydraException):
+    """A multirun job that printed its one-line error: Hydra fails the job and, when the jobs
+    have run, names it without a traceback (a compact Hydra error prints just its message)."""
 
 
 def log_to_files(message: str) -> None:
