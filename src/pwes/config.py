@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 import re
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def check_moved_settings(cfg: DictConfig) -> None:
             raise ConfigError(moved_setting(old) or old)
 
 
-def settings_without_effect(cfg: DictConfig, overrides: list[str] | tuple[str, ...] | object) -> list[tuple[str, str]]:
+def settings_without_effect(cfg: DictConfig, overrides: Iterable[str]) -> list[tuple[str, str]]:
     """``(override, why)`` for each ``callbacks.<name>.<setting>`` override that cannot change the
     run, judged by the composed config: ``callbacks.<name>`` is not a configured callback (no
     ``_target_``: e.g. added with ``+``), or it is a milestone callback (pseudo labels, DFCL),
@@ -155,7 +156,7 @@ def settings_without_effect(cfg: DictConfig, overrides: list[str] | tuple[str, .
     callbacks = OmegaConf.select(cfg, "callbacks", default=None) or {}
     present = [n for n, c in callbacks.items() if isinstance(c, DictConfig) and c.get("_target_")]
     found: list[tuple[str, str]] = []
-    for override in list(overrides):  # type: ignore[call-overload]
+    for override in overrides:
         text = str(override)
         if text.startswith("~"):
             continue

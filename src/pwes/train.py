@@ -12,6 +12,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -19,6 +20,9 @@ from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig
 
 from pwes.config import CONFIG_DIR, ConfigError, moved_setting, register_resolvers, settings_without_effect
+
+if TYPE_CHECKING:
+    from pwes.run_folder import HydraRecord, RunFolderGuard
 
 register_resolvers()
 log = logging.getLogger("pwes")
@@ -108,18 +112,18 @@ class InterruptFlag:
                 pass
 
 
-def fail(err: Exception, record: object | None = None, guard: object | None = None) -> None:
+def fail(err: Exception, record: HydraRecord | None = None, guard: RunFolderGuard | None = None) -> None:
     """Report a bad setting or input in one ``error:`` line; exit 2 (in a multirun, fail just
     this job). A refused run folder is left as it was found: its held log lines are dropped and
     what the command wrote is removed (RunFolderGuard); a run that trained something keeps its
     files and its log gets the error."""
     if record is not None:
-        record.discard()  # type: ignore[attr-defined]
+        record.discard()
     if guard is not None:
-        if guard.trained():  # type: ignore[attr-defined]
+        if guard.trained():
             log_to_files(str(err))
         else:
-            guard.restore()  # type: ignore[attr-defined]
+            guard.restore()
     print(f"error: {err}", file=sys.stderr)
     if HydraConfig.get().mode.name == "MULTIRUN":
         raise JobRefused("refused, see its error: line above") from err
