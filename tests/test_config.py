@@ -8,7 +8,7 @@ import conftest
 import pytest
 from omegaconf import OmegaConf
 
-from pwes.config import CONFIG_DIR, run_name_from_overrides
+from pwes.config import CONFIG_DIR, ConfigError, moved_setting, run_name_from_overrides, settings_without_effect, sweep_name, validate_run_settings
 from pwes.evaluation.megc import MatchConfig
 from pwes.inference.proposals import ProposalConfig
 
@@ -82,3 +82,62 @@ def test_run_name_from_overrides() -> None:
 def test_launchers_compose(launcher: str, target: str) -> None:
     cfg = compose_train([f"hydra/launcher={launcher}"])
     assert cfg.hydra.launcher._target_.endswith(target)
+
+
+def test_long_run_names_stay_unique_and_short() -> None:
+    base = "dataset.root=/data/x," + ",".join(f"callbacks.mplg.k{i}=0.{i}" for i in range(20))
+    a, b = run_name_from_overrides(base + ",seed=1"), run_name_from_overrides(base + ",seed=2")
+    assert len(base) > 200 and a != b  # they differ only after the cut
+    assert len(a) == len(b) == 200 and a[:191] == b[:191] == run_name_from_overrides(base)[:191]
+    assert a[191] == "-" and all(c in "0123456789abcdef" for c in a[192:])
+    assert run_name_from_overrides(base + ",seed=1") == a  # the same command, the same folder
+    short = "x=" + "a" * 198  # exactly 200: not cut
+    assert run_name_from_overrides(short) == short
+
+
+def test_sweep_name_comes_from_the_overrides_unless_set() -> None:
+    assert sweep_name(None, "callbacks.mplg.threshold=0.5,0.7,fold=s01") == "callbacks.mplg.threshold=0.5,0.7,fold=s01"
+    assert sweep_name("table4_casme2", "anything") == "table4_casme2"
+    assert sweep_name(None, "") == "default"
+    cfg = compose_train(["experiment=table4", "dataset=casme2", "dataset.root=/data/x"])
+    assert str(cfg.hydra.sweep.dir).endswith("/multiruns/table4_casme2")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "checked", "expected"),
+    [
+        (["ablation=baseline"], ["callbacks.mplg.threshold=0.5"], "the mplg callback does nothing under model.supervision=video (it acts under point supervision only)"),
+        (["model.supervision=full"], ["callbacks.dfcl.temperature=0.5"], "the dfcl callback does nothing under model.supervision=full (it acts under point supervision only)"),
+        (["ablation=mplg", "+callbacks.dfcl.temperature=0.5"], ["+callbacks.dfcl.temperature=0.5"], "there is no dfcl callback in this setup (callbacks: mplg, diagnostics)"),
+        (["callbacks/pseudo=pplm"], ["callbacks.pplm.threshold=0.4"], None),  # configured and acting
+        (["ablation=baseline"], ["callbacks.diagnostics.final_steps=5"], None),  # diagnostics act under every supervision
+        (["ablation=baseline"], ["~callbacks.dfcl", "seed=1"], None),
+    ],
+)
+def test_settings_without_effect(overrides: list[str], checked: list[str], expected: str | None) -> None:
+    found = settings_without_effect(compose_train(overrides), checked)
+    assert found == ([(checked[0], expected)] if expected else [])
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.mplg.threshold=0.5", "model.mplg.threshold moved: use callbacks.mplg.threshold=0.5"),
+        ("+model.pplm.top_ratio=0.2", "model.pplm.top_ratio moved: use callbacks.pplm.top_ratio=0.2"),
+        ("model/mplg=caf1", "model/mplg moved: use callbacks.mplg.variant=caf1"),
+        ("model.pseudo=pplm", "model.pseudo moved: use callbacks/pseudo=pplm"),
+        ("model.loss.contrastive=0.2", "model.loss.contrastive moved: use callbacks.dfcl.weight=0.2"),
+        ("model.dfcl.enabled=false", "model.dfcl.enabled moved: use callbacks/contrastive=none (or ~callbacks.dfcl) to switch DFCL off"),
+        ("model.network.dropout=0.1", None),
+        ("model.mplgx=1", None),
+    ],
+)
+def test_moved_settings_name_their_new_place(override: str, expected: str | None) -> None:
+    hint = moved_setting(override)
+    assert (hint.removesuffix(" (MPLG, PPLM and DFCL are callbacks now: conf/callbacks/)") if hint else None) == expected
+
+
+def test_a_config_still_holding_a_moved_setting_is_refused() -> None:
+    cfg = compose_train(["+model.mplg.threshold=0.5"])  # as an older conf/ would compose
+    with pytest.raises(ConfigError, match=r"^model.mplg moved: use callbacks.mplg \(MPLG, PPLM and DFCL are callbacks now"):
+        validate_run_settings(cfg)

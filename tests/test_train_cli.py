@@ -34,14 +34,17 @@ def last_json_line(stdout: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    """A finished fold=all run: its folder, the printed figures, and its standard output."""
     home = tmp_path_factory.mktemp("home")
     proc = run_train(home, "logger=csv", "run_name=ref")
-    return home / "outputs" / "runs" / "synthetic_tiny" / "ref", last_json_line(proc.stdout)
+    return home / "outputs" / "runs" / "synthetic_tiny" / "ref", last_json_line(proc.stdout), proc.stdout
 
 
-def test_run_folder_holds_config_checkpoints_metrics_and_proposals(full_run: tuple[Path, dict]) -> None:
-    run_dir, printed = full_run
+def test_run_folder_holds_config_checkpoints_metrics_and_proposals(full_run: tuple[Path, dict, str]) -> None:
+    run_dir, printed, output = full_run
+    # the last line names the run folder and the files written
+    assert output.strip().splitlines()[-1].endswith(f"run folder {run_dir}: metrics.json and proposals.csv (pooled), fold-<subject>/ (checkpoints/last.ckpt, metrics.json, proposals.csv), config.yaml")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics == printed
     for key in ("recall", "precision", "f1", "tp", "fp", "fn", "me_f1", "f1_me_0.5", "f1_me_1.0", "f1_me_p"):
@@ -63,8 +66,8 @@ def test_run_folder_holds_config_checkpoints_metrics_and_proposals(full_run: tup
     assert len(pooled) == metrics["num_proposals"]
 
 
-def test_me_findability_reads_a_finished_run(full_run: tuple[Path, dict], tmp_path: Path) -> None:
-    run_dir, _ = full_run
+def test_me_findability_reads_a_finished_run(full_run: tuple[Path, dict, str], tmp_path: Path) -> None:
+    run_dir, _, _ = full_run
     home = run_dir.parents[2]
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "me_findability.py"
     out = tmp_path / "figures.json"
@@ -90,8 +93,8 @@ def test_me_findability_reads_a_finished_run(full_run: tuple[Path, dict], tmp_pa
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {broken / 'fold-s02' / 'checkpoints' / 'last.ckpt'}: not a readable checkpoint (UnpicklingError)"
 
 
-def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict], tmp_path: Path) -> None:
-    _, reference = full_run
+def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict, str], tmp_path: Path) -> None:
+    _, reference, _ = full_run
     env = {**os.environ, "PWES_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "pwes.train", *QUICK, "logger=csv", "run_name=ref"]
     run_dir = tmp_path / "outputs" / "runs" / "synthetic_tiny" / "ref"
@@ -111,7 +114,7 @@ def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict], tmp_
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_different_config(full_run: tuple[Path, dict], tmp_path: Path) -> None:
+def test_resume_refuses_a_different_config(full_run: tuple[Path, dict, str], tmp_path: Path) -> None:
     run_train(tmp_path, "logger=none", "run_name=x", "fold=s01")
     proc = run_train(tmp_path, "logger=none", "run_name=x", "fold=s01", "callbacks.mplg.threshold=0.5", check=False)
     assert proc.returncode == 2
@@ -156,7 +159,7 @@ def test_wandb_offline_writes_inside_the_run_folder(tmp_path: Path) -> None:
     env_proxy = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}  # any network use would fail
     os.environ.update(env_proxy)
     try:
-        run_train(tmp_path, "logger=wandb", "fold=s01", "run_name=wb")
+        proc = run_train(tmp_path, "logger=wandb", "fold=s01", "run_name=wb")
     finally:
         for key in env_proxy:
             os.environ.pop(key, None)
@@ -164,6 +167,7 @@ def test_wandb_offline_writes_inside_the_run_folder(tmp_path: Path) -> None:
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     assert not (tmp_path / "wandb").exists()
+    assert "anonymous" not in proc.stdout + proc.stderr  # no W&B warning about a setting pwes never set
 
 
 @pytest.mark.parametrize(
@@ -180,6 +184,7 @@ def test_bad_settings_give_one_line(tmp_path: Path, overrides: list[str], messag
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+    assert (proc.stdout + proc.stderr).count(message) == 1  # once: no log ERROR copy of the line
 
 
 def folder_state(run_dir: Path) -> dict[str, tuple[int, int, bytes]]:

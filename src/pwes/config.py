@@ -3,7 +3,9 @@ the project's config folders. Importing this module registers the resolvers (ide
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Iterable
 import re
 from pathlib import Path
 
@@ -13,17 +15,37 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 """conf/ at the repository root (the package is installed in editable mode from the checkout)."""
 
 
+MAX_NAME = 200
+"""Longest run or multirun folder name; longer ones are cut and end in a hash of the whole."""
+
+
 def run_name_from_overrides(override_dirname: str = "") -> str:
     """Run-folder name for a command line: its overrides as ``k=v,k=v`` (``default`` when none),
-    with path separators and odd characters replaced so it is one safe folder name."""
+    with path separators and odd characters replaced so it is one safe folder name. A name
+    longer than 200 characters is cut to 191 and ends in ``-`` and 8 hex digits of the SHA-256 of
+    the whole override string, so two commands that differ after the cut get two folders."""
     name = re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", override_dirname).strip("_")
-    return name[:200] or "default"
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(override_dirname.encode("utf-8")).hexdigest()[:8]
+        name = f"{name[:MAX_NAME - 9]}-{digest}"
+    return name or "default"
+
+
+def sweep_name(name: object = None, override_dirname: object = "") -> str:
+    """Multirun-folder name: ``sweep_name`` when set (experiments set ``table4_<dataset>``), else
+    the command's overrides as for a run folder, so the same grid command finds (and resumes)
+    the same multirun folder. (pwes.sweeper passes the name on to each job.)"""
+    if name not in (None, ""):
+        return str(name)
+    return run_name_from_overrides(str(override_dirname or ""))
 
 
 def register_resolvers() -> None:
     """Register the ``pwes.*`` resolvers used by conf/ (safe to call more than once)."""
     if not OmegaConf.has_resolver("pwes.run_name"):
         OmegaConf.register_new_resolver("pwes.run_name", lambda overrides="": run_name_from_overrides(str(overrides)))
+    if not OmegaConf.has_resolver("pwes.sweep_name"):
+        OmegaConf.register_new_resolver("pwes.sweep_name", sweep_name)
 
 
 class ConfigError(ValueError):
@@ -65,7 +87,9 @@ def validate_dataset_settings(cfg: DictConfig) -> None:
 def validate_run_settings(cfg: DictConfig) -> None:
     """Check the settings every run depends on before anything is trained or written: the seed,
     the iteration counts and the resume switch. Each problem is one line naming the setting."""
+    check_moved_settings(cfg)
     validate_dataset_settings(cfg)
+    check_accelerator(cfg)
     _whole_number(cfg, "seed", 0, 2**32 - 1)  # the range Lightning's seed_everything accepts
     max_steps = _whole_number(cfg, "trainer.max_steps", 1, hint=" (optimiser steps per fold; -1 would train forever, 0 would save an untrained model)")
     if OmegaConf.select(cfg, "dataset.pretrain_steps", throw_on_missing=False) is not None:
@@ -83,3 +107,85 @@ def validate_run_settings(cfg: DictConfig) -> None:
     resume = cfg.get("resume", True)
     if not isinstance(resume, bool):
         raise ConfigError(f"resume={resume!r} must be true or false")
+
+
+# Settings that moved when MPLG, PPLM and DFCL became callbacks (conf/callbacks/): old key or
+# group -> where it lives now. An old key on the command line or in an older conf/ is refused
+# with this instead of Hydra's "not in struct" or PWESModule's TypeError.
+MOVED = {
+    "model/mplg": "callbacks.mplg.variant",
+    "model/dfcl": "callbacks/contrastive=dfcl or callbacks/contrastive=none",
+    "model.mplg": "callbacks.mplg",
+    "model.dfcl.enabled": "callbacks/contrastive=none (or ~callbacks.dfcl) to switch DFCL off",
+    "model.dfcl": "callbacks.dfcl",
+    "model.pplm": "callbacks.pplm",
+    "model.pseudo": "callbacks/pseudo",
+    "model.loss.contrastive": "callbacks.dfcl.weight",
+}
+MOVED_WHY = "MPLG, PPLM and DFCL are callbacks now: conf/callbacks/"
+
+
+def moved_setting(override: str) -> str | None:
+    """For a ``key=value`` override of a setting that moved, one line saying where it went."""
+    key, _, value = override.lstrip("+~").partition("=")
+    for old, new in MOVED.items():
+        if key == old or key.startswith(old + "."):
+            if " " in new:  # no one-to-one key: the sentence says what to use
+                return f"{key} moved: use {new} ({MOVED_WHY})"
+            target = new + key[len(old):]
+            return f"{key} moved: use {target}{'=' + value if value else ''} ({MOVED_WHY})"
+    return None
+
+
+def check_moved_settings(cfg: DictConfig) -> None:
+    """Refuse a composed config that still holds a moved setting (an older conf/, or ``+key=``)."""
+    for old in MOVED:
+        if "/" not in old and OmegaConf.select(cfg, old, throw_on_missing=False) is not None:
+            raise ConfigError(moved_setting(old) or old)
+
+
+def settings_without_effect(cfg: DictConfig, overrides: Iterable[str]) -> list[tuple[str, str]]:
+    """``(override, why)`` for each ``callbacks.<name>.<setting>`` override that cannot change the
+    run, judged by the composed config: ``callbacks.<name>`` is not a configured callback (no
+    ``_target_``: e.g. added with ``+``), or it is a milestone callback (pseudo labels, DFCL),
+    which acts only on a module that takes pseudo labels (``model.supervision=point``;
+    PWESModule.takes_pseudo_labels)."""
+    from hydra.utils import get_class
+
+    supervision = str(OmegaConf.select(cfg, "model.supervision", default="point"))
+    callbacks = OmegaConf.select(cfg, "callbacks", default=None) or {}
+    present = [n for n, c in callbacks.items() if isinstance(c, DictConfig) and c.get("_target_")]
+    found: list[tuple[str, str]] = []
+    for override in overrides:
+        text = str(override)
+        if text.startswith("~"):
+            continue
+        parts = text.lstrip("+").split("=", 1)[0].split(".")
+        if parts[0] != "callbacks" or len(parts) < 3:
+            continue
+        name = parts[1]
+        if name not in present:
+            found.append((text, f"there is no {name} callback in this setup (callbacks: {', '.join(present) or 'none'})"))
+            continue
+        if supervision == "point":
+            continue
+        try:
+            from pwes.callbacks.base import MilestoneCallback
+
+            milestone = issubclass(get_class(str(callbacks[name]._target_)), MilestoneCallback)
+        except Exception:  # noqa: BLE001 - an unimportable target is reported when it is built
+            continue
+        if milestone:
+            found.append((text, f"the {name} callback does nothing under model.supervision={supervision} (it acts under point supervision only)"))
+    return found
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """``trainer.accelerator=gpu|cuda`` on a machine where torch sees no CUDA device: one line
+    naming the fix, before anything is written (Lightning would say "No supported gpu backend")."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto")).lower()
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator} (trainer=gpu): no CUDA device found (torch.cuda.is_available() is False); on this machine use trainer=default (accelerator auto: the CPU)")

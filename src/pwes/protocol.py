@@ -242,7 +242,7 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
     with open_dict(cfg):
         cfg.run_dir = str(run_dir)
     if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls: ~3x faster on Ampere and later (NOTES)
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and later (not yet measured here: no GPU run so far)
     feature_set = resolve_feature_set(cfg)  # first: it may take the snippet settings the set records
     config = {k: v for k, v in to_container(cfg).items() if k != "run_dir"}
     subjects = fold_subjects(feature_set, cfg.fold) if str(cfg.fold) != "none" else []

@@ -69,7 +69,8 @@ NOTE = (
     "all: every proposal. calibrated: each fold's score threshold chosen on its training videos' "
     "point labels, or their intervals under model.supervision=full (deployable; the threshold "
     "pwes.spot uses). best-on-test†: the threshold with "
-    "the best pooled F1, tuned on the test folds (an optimistic bound, the paper's F1(p))."
+    "the best pooled F1, one threshold for all folds tuned on the test labels (not deployable, and not "
+    "an upper bound of calibrated, whose thresholds are per fold; the paper's F1(p) is its ME F1)."
 )
 SEED_KEY = "seed"
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shlex
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -248,6 +250,63 @@ class _HeldFileLogs(logging.Handler):
         self.records.clear()
 
 
+SAVED_BYTES = 4 << 20  # files up to this size are kept in memory to be put back on a refusal
+
+
+class RunFolderGuard:
+    """What a run folder held when the command started, so that a command refused at run time
+    (an unknown fold, a trainer that cannot start, ...) leaves it exactly as it found it: files
+    and folders the command created are removed (the whole folder when the command created it),
+    files it rewrote are put back with their modification times. Nothing that existed before is
+    deleted, and a command that saved a checkpoint (it trained something) keeps what it wrote."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.created_top = CREATED.get(str(run_dir.resolve()))
+        self.files: dict[str, tuple[int, int, bytes | None]] = {}
+        self.folders: set[str] = set()
+        for path in run_dir.rglob("*") if run_dir.is_dir() else []:
+            rel = str(path.relative_to(run_dir))
+            if path.is_dir():
+                self.folders.add(rel)
+            elif path.is_file():
+                stat = path.stat()
+                data = path.read_bytes() if stat.st_size <= SAVED_BYTES and path.suffix != ".ckpt" else None
+                self.files[rel] = (stat.st_size, stat.st_mtime_ns, data)
+        # Hydra makes the folder (and an empty train.log) before pwes runs: then it is new.
+        self.fresh = self.created_top is not None or (not self.folders and all(rel == "train.log" and size == 0 for rel, (size, _, _) in self.files.items()))
+
+    def trained(self) -> bool:
+        """Whether the command wrote a checkpoint (then its results are kept)."""
+        for path in self.run_dir.rglob("*.ckpt"):
+            before = self.files.get(str(path.relative_to(self.run_dir)))
+            if before is None or before[:2] != (path.stat().st_size, path.stat().st_mtime_ns):
+                return True
+        return False
+
+    def restore(self) -> None:
+        """Undo what the refused command wrote (see the class docstring)."""
+        if not self.run_dir.is_dir() or self.trained():
+            return
+        if self.fresh:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            CREATED.setdefault(str(self.run_dir.resolve()), self.created_top or self.run_dir.resolve())
+            remove_created_folders(self.run_dir)
+            return
+        for path in sorted(self.run_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            rel = str(path.relative_to(self.run_dir))
+            if path.is_dir() and rel not in self.folders:
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file() and rel not in self.files:
+                path.unlink(missing_ok=True)
+        for rel, (size, mtime, data) in self.files.items():
+            path = self.run_dir / rel
+            if data is None or not path.is_file() or (path.stat().st_size, path.stat().st_mtime_ns) == (size, mtime):
+                continue
+            path.write_bytes(data)
+            os.utime(path, ns=(mtime, mtime))
+
+
 def interrupted_message(run_dir: Path, fold: str) -> str:
     """What a Ctrl-C leaves behind, and how to continue."""
     kept = [p.name for p in finished_folds(run_dir)]
@@ -257,10 +316,36 @@ def interrupted_message(run_dir: Path, fold: str) -> str:
     return f"interrupted: {kept_text} in {run_dir}{rest}; resume with the same command: {command}"
 
 
+CREATED: dict[str, Path] = {}
+"""Output folders the checks below created in this process -> the topmost folder created with it
+(removed again when the command is refused; see RunFolderGuard and pwes.sweeper)."""
+
+
+def remove_created_folders(folder: Path) -> None:
+    """Remove ``folder`` and the parents created with it by :func:`check_writable`, where empty."""
+    top = CREATED.pop(str(folder.resolve()), None)
+    if top is None:
+        return
+    current = folder.resolve()
+    while True:
+        if current.exists():
+            try:
+                current.rmdir()  # only an empty folder
+            except OSError:
+                return
+        if current == top or current.parent == current:
+            return
+        current = current.parent
+
+
 def check_writable(folder: Path, setting: str) -> None:
-    """Create ``folder`` (and its parents) and check a file can be written in it."""
+    """Create ``folder`` (and its parents) and check a file can be written in it; remember
+    which folders were created (:data:`CREATED`)."""
     try:
+        missing = [p for p in [folder.resolve(), *folder.resolve().parents] if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
+        if missing:
+            CREATED[str(folder.resolve())] = missing[-1]
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:

@@ -38,7 +38,7 @@ def fold_groups(sweep_dir: Path) -> dict[str, list[Path]]:
         except ReportError as err:
             log.warning("not pooled: %s", err)
             continue
-        rest = [o for o in overrides if not o.lstrip("+~").startswith("fold=")]
+        rest = [o for o in overrides if not o.lstrip("+~").startswith(("fold=", "sweep_name="))]  # sweep_name: the same in every job
         groups[run_name_from_overrides(",".join(rest))].append(job_dir)
     return groups
 
@@ -70,11 +70,25 @@ def pool_sweep(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 class PoolFoldSweep(Callback):
-    """Hydra callback: pool fold sweeps when a multirun ends (nothing to do for other sweeps)."""
+    """Hydra callback: when a multirun ends, pool its fold sweeps (nothing to do for other
+    sweeps), then name the multirun folder and what it holds."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        pooled: dict[str, dict[str, Any]] = {}
         if sweep_dir.is_dir():
-            for name, metrics in pool_sweep(sweep_dir).items():
+            pooled = pool_sweep(sweep_dir)
+            for name, metrics in pooled.items():
                 calibrated = f" calibrated_f1={metrics['calibrated_f1']:.3f}" if "calibrated_f1" in metrics else ""
                 print(f"pooled {name}: f1={metrics['f1']:.3f} recall={metrics['recall']:.3f} precision={metrics['precision']:.3f}{calibrated} f1_p={metrics['f1_p']:.3f} (best-on-test)")
+        print(multirun_summary(sweep_dir, bool(pooled)))
+
+
+def multirun_summary(sweep_dir: Path, pooled: bool) -> str:
+    """One line naming the multirun folder and the files its jobs wrote."""
+    finished = len(list(sweep_dir.glob("*/metrics.json"))) + len(list(sweep_dir.glob("*/model/checkpoints/last.ckpt")))
+    parts = [f"multirun folder {sweep_dir}: {finished} job(s) finished, each <job>/metrics.json, proposals.csv and fold-<subject>/"]
+    if pooled:
+        parts.append("pooled/metrics.json and proposals.csv (fold sweep)")
+    parts.append(f"report: {sweep_dir / 'report.md'}" if (sweep_dir / "report.md").exists() else f"table: python -m pwes.report {sweep_dir}")
+    return "; ".join(parts)

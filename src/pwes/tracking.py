@@ -33,7 +33,18 @@ def make_logger(logger_cfg: DictConfig | None, run_dir: Path, fold_dir: Path, na
         cfg.update(name=name, group=group, job_type=job_type, save_dir=str(run_dir))
     else:
         cfg.update(save_dir=str(fold_dir / "logs"), name="", version="")
-    return hydra.utils.instantiate(cfg)
+    logger = hydra.utils.instantiate(cfg)
+    drop_unset_anonymous(logger)
+    return logger
+
+
+def drop_unset_anonymous(logger: Logger) -> None:
+    """Lightning's WandbLogger always hands ``wandb.init`` an ``anonymous`` argument (None unless
+    asked for), and W&B then warns on every run that "the anonymous setting has no effect". The
+    argument is dropped when it is None, so W&B sees it unset (its default)."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and init.get("anonymous", "unset") is None:
+        del init["anonymous"]
 
 
 def log_config(logger: Logger | None, config: dict[str, Any]) -> None:

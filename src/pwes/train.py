@@ -12,13 +12,17 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig
 
-from pwes.config import CONFIG_DIR, ConfigError, register_resolvers
+from pwes.config import CONFIG_DIR, ConfigError, moved_setting, register_resolvers, settings_without_effect
+
+if TYPE_CHECKING:
+    from pwes.run_folder import HydraRecord, RunFolderGuard
 
 register_resolvers()
 log = logging.getLogger("pwes")
@@ -37,13 +41,15 @@ def quiet_libraries() -> None:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the pooled F1 (for sweepers that optimise it)."""
     from pwes.protocol import metrics_json_line, run_protocol
-    from pwes.run_folder import HydraRecord, interrupted_message
+    from pwes.run_folder import HydraRecord, RunFolderGuard, interrupted_message
 
     quiet_libraries()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    record = HydraRecord(cfg, run_dir)
-    if not (run_dir / "config.yaml").exists():  # a new folder: nothing to protect, record the command now
-        record.write()
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    guard = RunFolderGuard(run_dir)  # before anything is written: a refusal puts it back
+    record = HydraRecord(cfg, run_dir)  # written once the folder's checks pass (on_accept)
+    for override, reason in settings_without_effect(cfg, list(hydra_cfg.overrides.task)):
+        log.warning("%s does nothing in this run: %s", override, reason)
     interrupt = InterruptFlag()
     try:
         metrics = run_protocol(cfg, run_dir, on_accept=record.write)
@@ -54,20 +60,33 @@ def main(cfg: DictConfig) -> float | None:
         record.discard()
         print(interrupted_message(run_dir, str(cfg.get("fold"))), file=sys.stderr)
         sys.exit(130)
-    except InstantiationException as err:  # Hydra wraps a component's one-line settings error
-        err = err.__cause__ if isinstance(err.__cause__, ValueError) else err
-        return fail(err, record)
+    except InstantiationException as err:  # Hydra wraps a component's error: one line
+        cause = err.__cause__
+        if isinstance(cause, ValueError):
+            return fail(cause, record, guard)
+        return fail(ConfigError(instantiation_line(err)), record, guard)
     except ValueError as err:  # bad input or settings (a refused run folder too): one line, no traceback
-        return fail(err, record)
+        return fail(err, record, guard)
     except OSError as err:  # an output file or folder that cannot be written
-        return fail(ConfigError(f"{err.filename or run_dir}: cannot write ({err.strerror or type(err).__name__}); check the output folder {run_dir} or set paths.output_dir / PWES_HOME"), record)
+        return fail(ConfigError(f"{err.filename or run_dir}: cannot write ({err.strerror or type(err).__name__}); check the output folder {run_dir} or set paths.output_dir / PWES_HOME"), record, guard)
     finally:
         interrupt.restore()
-    if metrics is None:
+    if metrics is None:  # fold=none: run_protocol named the model it wrote
         return None
     if cfg.get("print_metrics", True):
         print(metrics_json_line(metrics))
+    log.info("run folder %s: metrics.json and proposals.csv (pooled), fold-<subject>/ (checkpoints/last.ckpt, metrics.json, proposals.csv), config.yaml", run_dir)
     return float(metrics["f1"])
+
+
+def instantiation_line(err: InstantiationException) -> str:
+    """Hydra's "Error in call to target ..." as one line: the setting, the target, the cause."""
+    cause = err.__cause__
+    text = " ".join(str(err).split())
+    key = text.rsplit("full_key: ", 1)[1] if "full_key: " in text else "a component"
+    if cause is not None:
+        return f"{key}: {type(cause).__name__}: {' '.join(str(cause).split())}"
+    return text
 
 
 class InterruptFlag:
@@ -93,17 +112,47 @@ class InterruptFlag:
                 pass
 
 
-def fail(err: Exception, record: object | None = None) -> None:
-    """Report a bad setting or input in one line; exit 2 (in a multirun, fail just this job).
-    A refused run folder is left as it was: its held log lines are dropped, nothing is written."""
-    log.error("%s", err)
+def fail(err: Exception, record: HydraRecord | None = None, guard: RunFolderGuard | None = None) -> None:
+    """Report a bad setting or input in one ``error:`` line; exit 2 (in a multirun, fail just
+    this job). A refused run folder is left as it was found: its held log lines are dropped and
+    what the command wrote is removed (RunFolderGuard); a run that trained something keeps its
+    files and its log gets the error."""
     if record is not None:
-        record.discard()  # type: ignore[attr-defined]
+        record.discard()
+    if guard is not None:
+        if guard.trained():
+            log_to_files(str(err))
+        else:
+            guard.restore()
     print(f"error: {err}", file=sys.stderr)
     if HydraConfig.get().mode.name == "MULTIRUN":
-        raise err
+        raise JobRefused("refused, see its error: line above") from err
     sys.exit(2)
 
 
+class JobRefused(CompactHydraException):
+    """A multirun job that printed its one-line error: Hydra fails the job and, when the jobs
+    have run, names it without a traceback (a compact Hydra error prints just its message)."""
+
+
+def log_to_files(message: str) -> None:
+    """An ERROR record for the log files only (the console already has the ``error:`` line)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def refuse_moved_settings(argv: list[str]) -> None:
+    """Settings that moved to callbacks.* (conf/callbacks/): one line saying where, exit 2,
+    before Hydra would stop at "Key 'mplg' is not in struct"."""
+    for arg in argv:
+        hint = moved_setting(arg) if "=" in arg and not arg.startswith("-") else None
+        if hint:
+            print(f"error: {hint}", file=sys.stderr)
+            sys.exit(2)
+
+
 if __name__ == "__main__":
+    refuse_moved_settings(sys.argv[1:])
     main()

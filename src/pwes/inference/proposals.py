@@ -74,8 +74,9 @@ class Proposal:
 class ProposalConfig:
     """Settings of the proposal step; the keys of ``conf/proposals/default.yaml``.
 
-    Defaults follow the paper and NOTES.md where they say something (margin 0.25 and video-score
-    weight 0.2 from AutoLoc, NMS 0.01 from section 4.3, the 0.5 s ME cut from sections 3.1/4.2);
+    Defaults follow the paper where it says something (NMS 0.01 from section 4.3, the 0.5 s ME cut
+    from sections 3.1/4.2) and AutoLoc's contrast as public code sets it (margin 0.25, video-score
+    weight 0.2; the paper, 3.6, names AutoLoc without values);
     the ``k`` series, ``rank_by`` and ``class_score`` are this project's choices (docs/evaluation.md).
     """
 

@@ -2,7 +2,7 @@
 
 Real I3D snippet features of a face video are dominated by the static face; expressions are faint
 changes on top of it, a micro-expression is invisible in RGB, and blinks and head movements move
-the features at least as much as expressions do (the paper notes, ``shared/paper/NOTES.md``). The generator
+the features at least as much as expressions do (measured on real CAS(ME)^2 I3D files: docs/synthetic.md, "Realism"). The generator
 writes feature sets with those properties, deterministically from a seed, in the layout of
 :mod:`pwes.data.layout`, so that the whole framework runs end to end without licensed data.
 
