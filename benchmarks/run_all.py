@@ -68,10 +68,11 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=SECTIONS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--full-run", action="store_true", help="also time a whole default run (all folds), fp32 and bf16")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of bench_train.py (default: all cores); on a crowded machine 1 is steadier")
     args = parser.parse_args()
     py = sys.executable
     if "train" not in args.skip:
-        run("ms per training iteration, fp32/bf16 and nn.Dropout/FastDropout (bench_train.py)", [py, str(HERE / "bench_train.py"), "--device", args.device])
+        run("ms per training iteration, fp32/bf16 and nn.Dropout/FastDropout (bench_train.py)", [py, str(HERE / "bench_train.py"), "--device", args.device, *(["--threads", str(args.threads)] if args.threads else [])])
     if "fold" not in args.skip:
         print("\n== one LOSO fold of the embedded default (synthetic_small), end to end", flush=True)
         default_run_wall_time(args.device, "s01")
