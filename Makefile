@@ -29,7 +29,7 @@ test: $(STAMP) ## run the test suite (fast tests; slow ones are marked and skipp
 test-all: $(STAMP) ## run every test, the slow end-to-end ones included
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
 
-bench: $(STAMP) ## print speed and memory figures (training, extraction, data memory, motion-energy baseline)
+bench: $(STAMP) ## print speed and memory figures (training fp32/bf16 and both dropouts, extraction, data memory, motion-energy baseline; ARGS=--full-run also times a whole make train)
 	$(PY) benchmarks/run_all.py $(ARGS)
 
 bench-gpu: ## on a GPU machine: the CUDA tests against the CPU and GPU training speed (benchmarks/cuda_check.sh, uses python3)

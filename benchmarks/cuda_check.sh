@@ -24,6 +24,6 @@ export PYTHONUNBUFFERED=1
 python3 -c "import torch; print('torch', torch.__version__, '| CUDA:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')"
 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py
 status=$?
-python3 benchmarks/bench_train.py --device cuda
-python3 benchmarks/bench_train.py --device cuda --set network.stream_dim=1024 network.fused_dim=2048 network.attention_dim=512
+python3 benchmarks/bench_train.py --device cuda --sizes small casme2@128 casme2
+python3 benchmarks/bench_train.py --device cuda --sizes casme2 --set network.stream_dim=1024 network.fused_dim=2048 network.attention_dim=512
 exit $status

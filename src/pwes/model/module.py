@@ -37,6 +37,7 @@ module accepts contributions at all (point supervision only).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
@@ -109,6 +110,17 @@ class LossReport:
     terms: dict[str, Tensor]
     total: Tensor
     targets: SnippetTargets | None  # [B, T, 3] targets of the snippet loss (None: no snippet loss)
+
+
+def as_float32(output: NetworkOutput) -> NetworkOutput:
+    """``output`` with every floating tensor in fp32 (a no-op in fp32; under bf16 autocast the
+    losses, pseudo labels and memory bank then compute in fp32; the cast keeps gradients)."""
+    changes = {
+        f.name: value.float()
+        for f in dataclasses.fields(output)
+        if isinstance(value := getattr(output, f.name), Tensor) and value.is_floating_point() and value.dtype != torch.float32
+    }
+    return dataclasses.replace(output, **changes) if changes else output
 
 
 def _plain(value: Any) -> Any:
@@ -250,11 +262,17 @@ class PWESModule(L.LightningModule):
         was_training = self.network.training
         self.network.eval()
         try:
-            output = self.network(batch.rgb, batch.flow, batch.mask)
+            with self._precision_context():  # the callbacks call it outside the training step's autocast
+                output = as_float32(self.network(batch.rgb, batch.flow, batch.mask))
         finally:
             self.network.train(was_training)
         self._clean = (batch, output)
         return output
+
+    def _precision_context(self) -> contextlib.AbstractContextManager[Any]:
+        """The Trainer's forward context (bf16 autocast under trainer=cpu_bf16); none outside a Trainer."""
+        trainer = getattr(self, "_trainer", None)
+        return trainer.precision_plugin.forward_context() if trainer is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------------ forward
     def forward(self, batch: Batch) -> NetworkOutput:
@@ -313,7 +331,7 @@ class PWESModule(L.LightningModule):
         """One iteration: the training forward, the losses with this step's contributions."""
         contributions, self._contributions = self._contributions, Contributions()
         try:
-            output = self.network(batch.rgb, batch.flow, batch.mask)
+            output = as_float32(self.network(batch.rgb, batch.flow, batch.mask))  # losses in fp32 under autocast
             report = self.compute_losses(batch, output, contributions.targets, contributions.terms)
             self._last_targets = report.targets
         finally:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from pwes.config import ConfigError
 from pwes.data.batch import NUM_CLASSES
+from pwes.model.dropout import DROPOUT_IMPLS, make_dropout
 
 BACKGROUND = NUM_CLASSES  # index of the background column in the C+1-class outputs
 NUM_OUTPUTS = NUM_CLASSES + 1
@@ -139,6 +140,7 @@ class NetworkConfig:
     kernel_size: int = 3  # temporal kernel of the embedding, compensation and attention convs
     fusion_kernel_size: int = 1  # temporal kernel of the fusion convolution
     dropout: float = 0.5
+    dropout_impl: str = "fast"  # fast (uniform mask, pwes.model.dropout) | torch (nn.Dropout, the older random stream)
     negative_slope: float = 0.2  # LeakyReLU slope
     cross_modal: bool = True  # saliency compensation of each stream by the other one
     topk_divisors: tuple[int, ...] = (16, 8, 8)  # k = T // divisor for (ME, MaE, background)
@@ -152,6 +154,7 @@ class NetworkConfig:
             value = int(getattr(self, name))
             require(value >= 1 and value % 2 == 1, name, f"must be an odd positive kernel size, got {value}")
         require(0.0 <= float(self.dropout) < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        require(self.dropout_impl in DROPOUT_IMPLS, "dropout_impl", f"must be one of {', '.join(DROPOUT_IMPLS)}, got {self.dropout_impl!r}")
         require(
             len(self.topk_divisors) == NUM_OUTPUTS and all(int(d) >= 1 for d in self.topk_divisors),
             "topk_divisors",
@@ -204,7 +207,7 @@ class SaliencyCompensation(nn.Module):
             self.global_context = nn.Linear(width, width)
             self.local_context = _MaskedConv(width, width, k)
         self.act = nn.LeakyReLU(config.negative_slope)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = make_dropout(config.dropout, config.dropout_impl)
 
     def embed_stream(self, x: Tensor, mask: Tensor) -> Tensor:
         """[B, D, T] snippet features -> [B, H, T] embedding (zero on padded snippets)."""
@@ -230,7 +233,7 @@ class AttentionHead(nn.Module):
         self.conv2 = _MaskedConv(hidden, hidden, k)
         self.out = nn.Conv1d(hidden, 1, 1)
         self.act = nn.LeakyReLU(config.negative_slope)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = make_dropout(config.dropout, config.dropout_impl)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # [B, H, T] -> [B, T]
         h = self.dropout(self.act(self.conv1(x, mask)))
@@ -254,7 +257,7 @@ class PWESNetwork(nn.Module):
         self.flow_attention = AttentionHead(cfg)
         self.fusion = _MaskedConv(2 * cfg.stream_dim, cfg.fused_dim, cfg.fusion_kernel_size)
         self.fusion_act = nn.LeakyReLU(cfg.negative_slope)
-        self.fusion_dropout = nn.Dropout(cfg.dropout)
+        self.fusion_dropout = make_dropout(cfg.dropout, cfg.dropout_impl)
         self.classifier = nn.Conv1d(cfg.fused_dim, NUM_OUTPUTS, 1)
 
     @property
