@@ -116,3 +116,26 @@ def test_the_rate_is_estimated_at_fit_start_and_kept_in_the_checkpoint(tmp_path)
     class TrainSet:  # what the module reads from trainer.datamodule: the training videos' labels
         labels = {item.name: (item.video_label.numpy(), item.points.numpy()) for item in items}
 
+
+
+@pytest.mark.slow
+def test_train_then_spot_with_topk_points(tmp_path) -> None:
+    """End to end: pwes.train with topk=points stores the training rate in the checkpoint, and
+    pwes.spot (which has no point labels) runs from it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PWES_HOME": str(tmp_path)}
+    args = ["dataset=synthetic_tiny", "fold=none", "logger=none", "trainer.max_steps=6", "dataset.pretrain_steps=3",
+            "trainer.enable_progress_bar=false", "run_name=all", "model.network.topk=points"]
+    proc = subprocess.run([sys.executable, "-m", "pwes.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "outputs/runs/synthetic_tiny/all/model/checkpoints/last.ckpt"
+    rate = torch.load(ckpt, map_location="cpu", weights_only=False)["pwes_topk_rate"]
+    assert len(rate) == 2 and all(0 < r < 0.5 for r in rate)
+    video = sorted(next((tmp_path / ".cache" / "synthetic").glob("tiny-*")).joinpath("features").glob("*.npz"))[0]
+    spot = subprocess.run([sys.executable, "-m", "pwes.spot", "--ckpt", str(ckpt), str(video), "--out", str(tmp_path / "out"), "--threshold", "-100"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert spot.returncode == 0, spot.stderr[-3000:]
+    assert (tmp_path / "out" / f"{video.stem}.csv").exists()
