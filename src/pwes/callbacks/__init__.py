@@ -1,5 +1,6 @@
 """Training mechanisms that switch on after a milestone, as Lightning callbacks: pseudo labels
-(MPLG, PPLM, Gaussian, and the oracle upper bound) and DFCL; and the logged gradient shares. Each contributes through ``PWESModule.contribute``."""
+(MPLG, PPLM, Gaussian, and the oracle upper bound) and DFCL, each contributing through
+``PWESModule.contribute``; and, logged only, the diagnostics and the gradient shares."""
 
 from pwes.callbacks.base import MilestoneCallback, PseudoLabelCallback
 from pwes.callbacks.dfcl import DFCLCallback
