@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from conftest import compose_train
 from tiny_model import QUIET, REGIONS, TINY, Recorder, batches, loader, make_module, make_trainer, synthetic_videos
 
-from pwes.callbacks import DFCLCallback, GaussianCallback, MPLGCallback, PPLMCallback
+from pwes.callbacks import DFCLCallback, GaussianCallback, MPLGCallback, OracleCallback, PPLMCallback
+from pwes.callbacks.grad_share import GradShareCallback
 from pwes.callbacks.diagnostics import DiagnosticsCallback
 from pwes.callbacks.gaussian import GaussianConfig, gaussian_targets
 from pwes.config import ConfigError
@@ -213,8 +214,10 @@ def test_gaussian_targets_by_hand() -> None:
 # ------------------------------------------------------------------------------------ config
 def test_the_configured_callbacks_take_the_dataset_settings() -> None:
     cfg = compose_train(["dataset=casme2", "dataset.root=/x"])
-    mplg, contrastive, diagnostics = build_callbacks(cfg)
+    mplg, contrastive, diagnostics, grad_share = build_callbacks(cfg)
     assert isinstance(mplg, MPLGCallback) and isinstance(contrastive, DFCLCallback) and isinstance(diagnostics, DiagnosticsCallback)
+    assert isinstance(grad_share, GradShareCallback) and grad_share.every_n_steps == 50 and grad_share.parameters == "shared"
+    assert mplg.config.weights_in_loss and not mplg.config.coarse_mask_in_loss and mplg.config.background == "lowest_0.6T"
     assert mplg.start_step == contrastive.start_step == 80
     assert mplg.config.name == "full" and mplg.config.threshold == 0.8 and mplg.config.class_weights == "softmax"
     assert contrastive.counts.as_dict() == {"background": 10, "me": 2, "mae": 3} and contrastive.config.main_region
@@ -234,8 +237,14 @@ def test_the_configured_callbacks_take_the_dataset_settings() -> None:
         (["ablation=pplm"], [PPLMCallback]),
         (["ablation=mplg"], [MPLGCallback]),
         (["ablation=mplg_dfcl"], [MPLGCallback, DFCLCallback]),
+        (["ablation=points_only"], []),
+        (["ablation=oracle_mplg_bg"], [OracleCallback, DFCLCallback]),
+        (["ablation=oracle_all_bg"], [OracleCallback, DFCLCallback]),
     ],
 )
 def test_callback_swaps(overrides: list[str], kinds: list[type]) -> None:
     built = build_callbacks(compose_train(overrides))
-    assert [type(c) for c in built] == [*kinds, DiagnosticsCallback]  # diagnostics: logged only, on by default
+    assert [type(c) for c in built] == [*kinds, DiagnosticsCallback, GradShareCallback]  # logged only, on by default
+    oracle = [c for c in built if isinstance(c, OracleCallback)]
+    if oracle:
+        assert oracle[0].background == ("all" if "ablation=oracle_all_bg" in overrides else "lowest_0.6T")

@@ -20,7 +20,7 @@ def test_default_is_full_pwes_on_the_synthetic_default() -> None:
     cfg = compose_train()
     assert cfg.dataset.name == "synthetic_small"
     assert cfg.fold == "all"
-    assert cfg.model.supervision == "point" and set(cfg.callbacks) == {"mplg", "dfcl", "diagnostics"}
+    assert cfg.model.supervision == "point" and set(cfg.callbacks) == {"mplg", "dfcl", "diagnostics", "grad_share"}
     assert cfg.callbacks.mplg.threshold == 0.8 and cfg.callbacks.mplg.top_ratio == 0.3
     assert cfg.callbacks.mplg.start_step == cfg.callbacks.dfcl.start_step == cfg.dataset.pretrain_steps
     assert cfg.logger._target_.endswith("WandbLogger") and cfg.logger.offline is True
@@ -43,9 +43,16 @@ def test_paper_settings_per_dataset(dataset: str, lr: float, pretrain: int, snip
 
 def test_ablation_rows() -> None:
     assert compose_train(["ablation=baseline"]).model.supervision == "video"
-    assert set(compose_train(["ablation=pplm"]).callbacks) == {"pplm", "diagnostics"}
-    assert set(compose_train(["ablation=mplg"]).callbacks) == {"mplg", "diagnostics"}
-    assert set(compose_train(["ablation=mplg_dfcl"]).callbacks) == {"mplg", "dfcl", "diagnostics"}
+    logged = {"diagnostics", "grad_share"}
+    assert set(compose_train(["ablation=pplm"]).callbacks) == {"pplm", *logged}
+    assert set(compose_train(["ablation=mplg"]).callbacks) == {"mplg", *logged}
+    assert set(compose_train(["ablation=mplg_dfcl"]).callbacks) == {"mplg", "dfcl", *logged}
+    # controls and upper bounds (not the paper's rows)
+    assert set(compose_train(["ablation=points_only"]).callbacks) == logged
+    oracle = compose_train(["ablation=oracle_mplg_bg"])
+    assert set(oracle.callbacks) == {"oracle", "dfcl", *logged} and oracle.callbacks.oracle.background == "lowest_0.6T"
+    assert compose_train(["ablation=oracle_all_bg"]).callbacks.oracle.background == "all"
+    assert compose_train(["ablation=oracle_all_bg", "callbacks.oracle.background=twice_foreground"]).callbacks.oracle.background == "twice_foreground"
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

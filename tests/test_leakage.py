@@ -31,13 +31,13 @@ def annotations(widen: int) -> list[dict]:
     return [dict(video=v, subject=s, onset=max(0, on - widen), apex=apex, offset=off + widen, type=t) for v, s, on, apex, off, t in rows]
 
 
-def train(root: Path, supervision: str) -> dict[str, torch.Tensor]:
+def train(root: Path, supervision: str, extra: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     overrides = [
         "dataset=casme2", f"dataset.root={root}", "data.points.mode=apex", "data.batch_size=2",
         "trainer.max_steps=6", "dataset.pretrain_steps=2", "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", f"model.supervision={supervision}",
         "+dataset.network.stream_dim=16", "+dataset.network.fused_dim=16", "+dataset.network.attention_dim=8",
-        "callbacks.dfcl.bank_videos=4", "callbacks.mplg.threshold=0.3",
+        "callbacks.dfcl.bank_videos=4", *(extra or ("callbacks.mplg.threshold=0.3",)),
     ]
     cfg = compose_train(overrides)
     feature_set = load_feature_set(root, 8, 8)
@@ -45,7 +45,7 @@ def train(root: Path, supervision: str) -> dict[str, torch.Tensor]:
     datamodule = build_datamodule(cfg, feature_set, ["s3"])
     model = build_model(cfg, feature_set)
     callbacks = build_callbacks(cfg)
-    assert len(callbacks) == 3  # MPLG and DFCL both run, and the diagnostics (fed each set's intervals)
+    assert len(callbacks) == 4  # MPLG (or the oracle) and DFCL both run, the diagnostics (fed each set's intervals), grad_share
     attach_ground_truth(callbacks, feature_set, datamodule.train_set.videos)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(root))
     trainer.fit(model, datamodule=datamodule)
@@ -70,4 +70,10 @@ def test_onsets_and_offsets_never_reach_weak_training(two_sets: tuple[Path, Path
 
 def test_full_supervision_does_read_them(two_sets: tuple[Path, Path]) -> None:
     narrow, wide = (train(root, "full") for root in two_sets)
+    assert not all(torch.equal(value, wide[name]) for name, value in narrow.items())
+
+
+def test_the_oracle_upper_bound_does_read_them(two_sets: tuple[Path, Path]) -> None:
+    """ablation=oracle_*: the one explicit path from intervals into weak training."""
+    narrow, wide = (train(root, "point", ("ablation=oracle_mplg_bg",)) for root in two_sets)
     assert not all(torch.equal(value, wide[name]) for name, value in narrow.items())

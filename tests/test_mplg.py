@@ -29,9 +29,11 @@ from pwes.model.mplg import (
     class_weights,
     foreground_similarity,
     generate_mplg,
+    loss_class_weights,
     masked_ranks,
     pool_sizes,
 )
+from pwes.model.losses import binary_cross_entropy, snippet_probabilities
 from pwes.model.network import parse_settings
 from pwes.model.pplm import PPLMConfig, generate_pplm
 
@@ -226,9 +228,85 @@ def test_pplm_modulates_by_attention_and_point_reliability() -> None:
         ({"threshold": "0.8"}, "callbacks.mplg.threshold: expected a number"),
         ({"class_similarity": "yes"}, "callbacks.mplg.class_similarity: expected true or false"),
         ({"class_weights": "max"}, "callbacks.mplg.class_weights"),
+        ({"background": "lowest"}, "callbacks.mplg.background"),
+        ({"background_min": -1}, "callbacks.mplg.background_min"),
+        ({"weights_in_loss": 1}, "callbacks.mplg.weights_in_loss: expected true or false"),
     ],
 )
 def test_bad_mplg_settings_name_the_setting(settings: dict, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_settings(MPLGConfig, settings, "callbacks.mplg")
     assert fragment in str(err.value)
+
+
+# ------------------------------------------------------------- readings the paper leaves open
+def test_twice_foreground_background_is_twice_the_selected_foreground() -> None:
+    labels = generate_mplg(**hand_video(), config=MPLGConfig(background="twice_foreground"))
+    assert indices(labels.foreground[0, :, 1]) == {4, 5, 6, 7}
+    # 2 x 4 = 8 lowest attentions among the snippets without a label (ties by time):
+    # 12, 17 (0.05), 0, 9, 13, 18 (0.10), 1, 14 (0.15); 2 and 8 (0.20) are left out
+    assert indices(labels.background[0]) == {0, 1, 9, 12, 13, 14, 17, 18}
+
+
+def test_twice_foreground_edge_cases() -> None:
+    # no pseudo foreground (theta out of reach): background_min = 1 snippet, the lowest (12)
+    none = generate_mplg(**hand_video(), config=MPLGConfig(background="twice_foreground", threshold=0.99))
+    assert not bool(none.foreground.any()) and indices(none.background[0]) == {12}
+    zero = generate_mplg(**hand_video(), config=MPLGConfig(background="twice_foreground", threshold=0.99, background_min=0))
+    assert not bool(zero.background.any())
+    # more asked than there are unlabelled snippets: all of them (every snippet but the point 5)
+    every = generate_mplg(**hand_video(), config=MPLGConfig(background="twice_foreground", threshold=0.99, background_min=50))
+    assert indices(every.background[0]) == set(range(T)) - {5}
+    # padding never becomes background
+    video = hand_video()
+    video["mask"][0, 15:] = False
+    padded = generate_mplg(**video, config=MPLGConfig(background="twice_foreground", threshold=0.99, background_min=50))
+    assert indices(padded.background[0]) == set(range(15)) - {5}
+
+
+def snippet_zero_loss(config: MPLGConfig) -> float:
+    """BCE summed over the classes at snippet 0 (pseudo background, outside the coarse mask): TCAM
+    ME 0.1, MaE 0.1, background 0.9, targets (0, 0, 1)."""
+    video = hand_video()
+    labels = generate_mplg(**video, config=config)
+    assert bool(labels.background[0, 0]) and not bool(labels.coarse_mask[0, 0])
+    probabilities = snippet_probabilities(video["tcam"], loss_class_weights(labels, config))
+    return float(binary_cross_entropy(probabilities[0, 0], torch.tensor([0.0, 0.0, 1.0])).sum())
+
+
+def test_weights_in_loss_decides_whether_the_absent_class_gets_negatives() -> None:
+    nll = -math.log(0.9)  # 0.10536: BCE of 0.1 against 0, and of 0.9 against 1
+    # weights in the loss (default): the ME column (no ME point, weight 0) has probability 0 there:
+    # no negative for ME; MaE (weight 1) and background count: 2 x 0.10536
+    assert snippet_zero_loss(MPLGConfig()) == pytest.approx(2 * nll, abs=1e-5)
+    # weights only select labels: the plain TCAM, ME's 0.1 is a negative too: 3 x 0.10536
+    assert snippet_zero_loss(MPLGConfig(weights_in_loss=False)) == pytest.approx(3 * nll, abs=1e-5)
+    assert loss_class_weights(generate_mplg(**hand_video(), config=MPLGConfig(weights_in_loss=False)), MPLGConfig(weights_in_loss=False)) is None
+
+
+def test_coarse_mask_in_loss_applies_eq6s_mask() -> None:
+    nll = -math.log(0.9)
+    # snippet 0 lies outside M = {3..8}: both foreground columns are 0, only background learns
+    config = MPLGConfig(coarse_mask_in_loss=True)
+    assert snippet_zero_loss(config) == pytest.approx(nll, abs=1e-5)
+    assert snippet_zero_loss(MPLGConfig(coarse_mask_in_loss=True, weights_in_loss=False)) == pytest.approx(nll, abs=1e-5)
+    labels = generate_mplg(**hand_video(), config=config)
+    weights = loss_class_weights(labels, config)
+    assert indices(weights[0, :, 1]) == {3, 4, 5, 6, 7, 8} and float(weights[0, :, 0].sum()) == 0.0
+    mask_only = loss_class_weights(labels, MPLGConfig(coarse_mask_in_loss=True, weights_in_loss=False))
+    assert indices(mask_only[0, :, 0]) == indices(mask_only[0, :, 1]) == {3, 4, 5, 6, 7, 8}
+
+
+def test_the_callback_hands_the_loss_weights_of_its_settings() -> None:
+    from types import SimpleNamespace
+
+    from pwes.callbacks.mplg import MPLGCallback
+
+    video = hand_video()
+    output = SimpleNamespace(features=video["features"], attention=video["attention"], tcam=video["tcam"])
+    batch = SimpleNamespace(points=video["points"], mask=video["mask"])
+    default = MPLGCallback().pseudo_targets(output, batch)
+    assert torch.equal(default.class_weights[0, :, 0], torch.zeros(T))  # the ME column scaled to 0
+    assert MPLGCallback(weights_in_loss=False).pseudo_targets(output, batch).class_weights is None
+    twice = MPLGCallback(background="twice_foreground").pseudo_targets(output, batch)
+    assert indices(twice.targets[0, :, 2]) == {0, 1, 9, 12, 13, 14, 17, 18}

@@ -185,7 +185,7 @@ def test_config_file_matches_the_dataclass() -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("k_min", 0), ("k_max_ratio", 1.5), ("rank_by", ["attention", "flow"]), ("class_score", "mean"), ("nms_threshold", -0.1), ("me_max_seconds", 0), ("maps", "tcam")],
+    [("k_min", 0), ("k_max_ratio", 1.5), ("rank_by", ["attention", "flow"]), ("class_score", "mean"), ("nms_threshold", -0.1), ("me_max_seconds", 0), ("maps", "tcam"), ("max_seconds", 0), ("max_seconds", float("inf"))],
 )
 def test_bad_settings_are_named(setting: str, value: object) -> None:
     with pytest.raises(ProposalConfigError, match=f"proposals.{setting}"):
@@ -243,3 +243,18 @@ def test_suppressed_maps_drop_a_peak_the_attention_rejects() -> None:
     assert (by_suppressed[0].onset, by_suppressed[0].label) == (80, 0)
     assert by_suppressed[0].score == pytest.approx(0.6 + 0.2 * 0.6)
     assert all(p.onset >= 80 or p.offset < 16 or p.score < 0.1 for p in by_suppressed)
+
+
+def test_max_seconds_drops_long_candidates_before_nms() -> None:
+    attention, tcam, video_scores = bump_video()
+    base = dict(k_max_ratio=0.15)
+    # candidates: [6] = frames 48..55 (0.27 s, 0.1), [5,6] = 40..55 (0.53 s, 0.45), [5,7] = 40..63 (0.8 s, 0.8)
+    uncapped = generate_proposals("v", attention, tcam, video_scores, 160, 30.0, 8, 8, ProposalConfig(**base))
+    assert [(p.onset, p.offset) for p in uncapped] == [(40, 63)]  # NMS keeps the long one alone
+    capped = generate_proposals("v", attention, tcam, video_scores, 160, 30.0, 8, 8, ProposalConfig(max_seconds=0.6, **base))
+    # the 0.8 s run is gone before NMS, so [5,6] (0.45) wins and suppresses [6] (IoU 8/16 > 0.01);
+    # a cap after NMS would have left nothing
+    assert [(p.onset, p.offset, round(p.score, 6)) for p in capped] == [(40, 55, 0.45)]
+    exact = generate_proposals("v", attention, tcam, video_scores, 160, 30.0, 8, 8, ProposalConfig(max_seconds=16 / 30, nms_threshold=1.0, **base))
+    assert sorted((p.onset, p.offset) for p in exact) == [(40, 55), (48, 55)]  # 16 frames = exactly the cap: kept
+    assert ProposalConfig(**OmegaConf.load(CONF)).max_seconds is None  # default: no cap (the paper's)

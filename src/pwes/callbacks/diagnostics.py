@@ -70,12 +70,29 @@ def ground_truth_map(feature_set: FeatureSet, videos: Iterable[str]) -> Mapping[
 
 def attach_ground_truth(callbacks: Iterable[Callback], feature_set: FeatureSet, videos: Sequence[str]) -> None:
     """Give the callbacks that declare ``set_ground_truth`` the map of ``videos`` (the protocol
-    calls this with the fold's training videos)."""
+    calls this with the fold's training videos). Besides these diagnostics, only the oracle upper
+    bounds (``pwes.callbacks.oracle``, ``ablation=oracle_*``) declare it: the one path from
+    intervals into weak training, explicit and named as such."""
     wanting = [c for c in callbacks if callable(getattr(c, "set_ground_truth", None))]
     if wanting:
         truth = ground_truth_map(feature_set, videos)
         for callback in wanting:
             callback.set_ground_truth(truth)
+
+
+def batch_ground_truth(truth: Mapping[str, np.ndarray], batch: Any, where: str) -> Tensor:
+    """[B, T, C] bool: the ``truth`` map's grids of the batch's videos, padded like the batch;
+    a missing video or a length mismatch is an error naming ``where``."""
+    B, T = batch.mask.shape
+    out = torch.zeros(B, T, NUM_CLASSES, dtype=torch.bool)
+    for i, (name, length) in enumerate(zip(batch.videos, batch.lengths.tolist())):
+        grid = truth.get(name)
+        if grid is None:
+            raise KeyError(f"{where}: no ground truth for training video {name!r}")
+        if grid.shape[0] != length:
+            raise ValueError(f"{where}: video {name!r} has {length} snippets in the batch but {grid.shape[0]} in the ground truth")
+        out[i, :length] = torch.from_numpy(np.array(grid))
+    return out
 
 
 def final_values(callbacks: Iterable[Callback]) -> dict[str, float]:
@@ -162,16 +179,7 @@ class DiagnosticsCallback(Callback):
     def batch_truth(self, batch: Any) -> Tensor:
         """[B, T, C] bool ground truth of the batch's videos, padded like the batch."""
         assert self.truth is not None
-        B, T = batch.mask.shape
-        out = torch.zeros(B, T, NUM_CLASSES, dtype=torch.bool)
-        for i, (name, length) in enumerate(zip(batch.videos, batch.lengths.tolist())):
-            grid = self.truth.get(name)
-            if grid is None:
-                raise KeyError(f"{self.config_key}: no ground truth for training video {name!r}")
-            if grid.shape[0] != length:
-                raise ValueError(f"{self.config_key}: video {name!r} has {length} snippets in the batch but {grid.shape[0]} in the ground truth")
-            out[i, :length] = torch.from_numpy(np.array(grid))
-        return out
+        return batch_ground_truth(self.truth, batch, self.config_key)
 
     def _check(self, pl_module: L.LightningModule) -> None:
         missing = [name for name in REQUIRED if not hasattr(pl_module, name)]

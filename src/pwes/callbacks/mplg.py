@@ -1,6 +1,7 @@
 """The MPLG callback (paper 3.3): from ``start_step`` on, MPLG pseudo labels from the clean
 forward go to the snippet loss, with step 3's class weights on the foreground probabilities
-(when the variant uses class similarity). The algorithm is :mod:`pwes.model.mplg`; MPLG keeps no
+(when the variant uses class similarity and ``weights_in_loss``; times the coarse mask with
+``coarse_mask_in_loss``: :func:`pwes.model.mplg.loss_class_weights`). The algorithm is :mod:`pwes.model.mplg`; MPLG keeps no
 state between batches, so nothing needs saving in a checkpoint.
 
 Settings: ``conf/callbacks/pseudo/mplg.yaml`` (``callbacks.mplg``).
@@ -13,7 +14,7 @@ from typing import Any
 from pwes.callbacks.base import PseudoLabelCallback
 from pwes.config import ConfigError
 from pwes.data.batch import Batch
-from pwes.model.mplg import MPLG_VARIANTS, MPLGConfig, generate_mplg
+from pwes.model.mplg import MPLG_VARIANTS, MPLGConfig, generate_mplg, loss_class_weights
 from pwes.model.network import NetworkOutput, parse_settings
 from pwes.model.targets import SnippetTargets, hard_targets
 
@@ -36,5 +37,4 @@ class MPLGCallback(PseudoLabelCallback):
 
     def pseudo_targets(self, output: NetworkOutput, batch: Batch) -> SnippetTargets:
         labels = generate_mplg(output.features, output.attention, output.tcam, batch.points, batch.mask, config=self.config)
-        weights = labels.class_weights if self.config.class_similarity else None
-        return hard_targets(labels.foreground, labels.background, weights)
+        return hard_targets(labels.foreground, labels.background, loss_class_weights(labels, self.config))

@@ -13,10 +13,13 @@ The steps, for one video of ``T`` snippets:
    the mean over a margin of ``ceil(margin * length)`` snippets (at least one) on each side,
    clipped to the video (an empty outside counts as 0), plus ``video_score_weight *
    video_scores[c]``. The candidate keeps the best class score (``class_score="max"``) or the
-   score of the class its duration gives it (``class_score="duration"``).
+   score of the class its duration gives it (``class_score="duration"``: ME for a run of at
+   most ``me_max_seconds``, else MaE).
 3. **Frames**: snippet ``t`` covers frames ``[t*stride, t*stride + snippet_length)``, so a run
    ``[s, e]`` becomes the inclusive interval ``[s*stride, e*stride + snippet_length - 1]``,
-   clipped to ``[0, num_frames - 1]``.
+   clipped to ``[0, num_frames - 1]``. With ``max_seconds`` set, candidates lasting longer
+   (``(offset - onset + 1) / fps > max_seconds``) are dropped here, before NMS, so a long run
+   never suppresses the shorter ones inside it.
 4. **NMS** over all candidates at once (types come from durations, so class-wise NMS would keep
    the same interval twice): greedy by descending score, dropping any candidate whose inclusive
    frame IoU with a kept one exceeds ``nms_threshold``.
@@ -91,6 +94,7 @@ class ProposalConfig:
     min_score: float | None = None  # drop proposals scoring below this after NMS (None: keep all)
     max_proposals: int | None = None  # keep at most this many per video after NMS (None: all)
     maps: str = "suppressed"  # "suppressed": TCAM x attention + branch-2 scores (paper 3.2); "plain": TCAM + branch 1
+    max_seconds: float | None = None  # drop candidates longer than this before NMS (None: keep all)
 
     def __post_init__(self) -> None:
         rank_by = (self.rank_by,) if isinstance(self.rank_by, str) else tuple(self.rank_by)
@@ -113,6 +117,8 @@ class ProposalConfig:
             raise ProposalConfigError(f"proposals.min_score must be a finite number or null, got {self.min_score!r}")
         if self.max_proposals is not None and (not isinstance(self.max_proposals, int) or self.max_proposals < 1):
             raise ProposalConfigError(f"proposals.max_proposals must be a positive integer or null, got {self.max_proposals!r}")
+        if self.max_seconds is not None and not (isinstance(self.max_seconds, (int, float)) and math.isfinite(self.max_seconds) and self.max_seconds > 0):
+            raise ProposalConfigError(f"proposals.max_seconds must be a positive number of seconds or null, got {self.max_seconds!r}")
         if self.maps not in PROPOSAL_MAPS:
             raise ProposalConfigError(f"proposals.maps must be one of {', '.join(PROPOSAL_MAPS)}, got {self.maps!r}")
 
@@ -271,6 +277,8 @@ def generate_proposals(
     onsets = starts * stride
     offsets = np.minimum(ends * stride + snippet_length - 1, num_frames - 1)
     inside = onsets <= num_frames - 1  # snippets past the last frame (extractor slack) are dropped
+    if config.max_seconds is not None:  # the length cap, before NMS
+        inside &= (offsets - onsets + 1) <= config.max_seconds * fps + _DURATION_EPS
     starts, ends, first_k, onsets, offsets = (a[inside] for a in (starts, ends, first_k, onsets, offsets))
     if len(starts) == 0:
         return []

@@ -64,9 +64,11 @@ from pwes.model.losses import (
 )
 from pwes.model.network import NetworkConfig, NetworkOutput, PWESNetwork, parse_settings
 from pwes.model.targets import SnippetTargets, combine_targets, interval_targets
+from pwes.model.topk import point_counts, point_rate, points_topk_counts, rate_topk_counts
 
 SUPERVISIONS = ("point", "video", "full")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 5e-4}
+CHECKPOINT_TOPK_RATE = "pwes_topk_rate"  # checkpoint key of the training point rate (topk=points)
 
 
 @dataclass
@@ -110,6 +112,7 @@ class LossReport:
     terms: dict[str, Tensor]
     total: Tensor
     targets: SnippetTargets | None  # [B, T, 3] targets of the snippet loss (None: no snippet loss)
+    weights: dict[str, float] = field(default_factory=dict)  # each term's weight in the total
 
 
 def as_float32(output: NetworkOutput) -> NetworkOutput:
@@ -210,6 +213,10 @@ class PWESModule(L.LightningModule):
         self._contributions = Contributions()
         self._clean: tuple[Batch, NetworkOutput] | None = None
         self._last_targets: SnippetTargets | None = None  # for diagnostics only (last_step_targets)
+        self._last_report: LossReport | None = None  # the step's terms, graph attached (grad_share)
+        # topk=points at inference: the training videos' points per snippet of each class, set when
+        # fit starts (on_fit_start) and kept in the checkpoint (CHECKPOINT_TOPK_RATE).
+        self.topk_rate: tuple[float, ...] | None = None
 
     # ------------------------------------------------------------------------- the callback hook
     @property
@@ -223,6 +230,12 @@ class PWESModule(L.LightningModule):
         contributed pseudo labels; None without a snippet loss). For logged diagnostics only
         (``pwes.callbacks.diagnostics``): read-only, nothing in training reads it."""
         return self._last_targets
+
+    @property
+    def last_loss_report(self) -> LossReport | None:
+        """The current training step's :class:`LossReport`, its graph still attached until the
+        backward pass (``on_before_backward``); for logged measurements only (grad_share)."""
+        return self._last_report
 
     @property
     def feature_dim(self) -> int:
@@ -263,7 +276,7 @@ class PWESModule(L.LightningModule):
         self.network.eval()
         try:
             with self._precision_context():  # the callbacks call it outside the training step's autocast
-                output = as_float32(self.network(batch.rgb, batch.flow, batch.mask))
+                output = as_float32(self.network(batch.rgb, batch.flow, batch.mask, self.topk(batch, from_points=True)))
         finally:
             self.network.train(was_training)
         self._clean = (batch, output)
@@ -275,9 +288,40 @@ class PWESModule(L.LightningModule):
         return trainer.precision_plugin.forward_context() if trainer is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------------ forward
-    def forward(self, batch: Batch) -> NetworkOutput:
-        """The network's outputs for a batch."""
-        return self.network(batch.rgb, batch.flow, batch.mask)
+    def forward(self, batch: Batch, from_points: bool = True) -> NetworkOutput:
+        """The network's outputs for a batch (top-k from its points, or the rate: :meth:`topk`)."""
+        return self.network(batch.rgb, batch.flow, batch.mask, self.topk(batch, from_points))
+
+    def topk(self, batch: Batch, from_points: bool) -> Tensor | None:
+        """The pooling's k [B, 3] under ``model.network.topk=points`` (``pwes.model.topk``): from
+        the batch's point counts (training) or from the stored training point rate (inference,
+        ``from_points=False``); None under ``topk=divisors`` (the network's own divisors)."""
+        cfg = self.network_config
+        if cfg.topk == "divisors":
+            return None
+        mask = batch.mask.bool()
+        lengths, typical, divisor = mask.sum(dim=1), cfg.typical_snippets(), cfg.topk_divisors[-1]
+        if from_points:
+            return points_topk_counts(lengths, point_counts(batch.points, mask), typical, divisor)
+        if self.topk_rate is None:
+            raise RuntimeError(
+                "model.network.topk=points: no training point rate; it is estimated when training starts "
+                "(from the datamodule's train_set) and saved in the checkpoint"
+            )
+        return rate_topk_counts(lengths, torch.tensor(self.topk_rate), typical, divisor)
+
+    def on_fit_start(self) -> None:
+        """Under ``topk=points``, estimate the point rate from the training videos' point labels."""
+        train_set = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        if self.network_config.topk == "points" and train_set is not None:
+            self.topk_rate = point_rate(points for _, points in train_set.labels.values())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_TOPK_RATE] = None if self.topk_rate is None else list(self.topk_rate)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rate = checkpoint.get(CHECKPOINT_TOPK_RATE)
+        self.topk_rate = None if rate is None else tuple(float(r) for r in rate)
 
     def snippet_targets(self, batch: Batch, pseudo: SnippetTargets | None = None) -> SnippetTargets | None:
         """Targets of the snippet loss for this supervision; None when there is no snippet loss."""
@@ -324,16 +368,16 @@ class PWESModule(L.LightningModule):
         for name, (term, weight) in (extra_terms or {}).items():
             terms[name], weights[name] = term(context), weight
         total = sum(weights[name] * value for name, value in terms.items())
-        return LossReport(terms=terms, total=total, targets=targets)
+        return LossReport(terms=terms, total=total, targets=targets, weights=weights)
 
     # ----------------------------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """One iteration: the training forward, the losses with this step's contributions."""
         contributions, self._contributions = self._contributions, Contributions()
         try:
-            output = as_float32(self.network(batch.rgb, batch.flow, batch.mask))  # losses in fp32 under autocast
+            output = as_float32(self.network(batch.rgb, batch.flow, batch.mask, self.topk(batch, from_points=True)))  # losses in fp32 under autocast
             report = self.compute_losses(batch, output, contributions.targets, contributions.terms)
-            self._last_targets = report.targets
+            self._last_targets, self._last_report = report.targets, report
         finally:
             self._clean = None
         size = len(batch)
@@ -354,7 +398,7 @@ class PWESModule(L.LightningModule):
         """Attention, TCAM and video scores of every video, trimmed to its real snippets."""
         if len(batch.videos) != len(batch):
             raise ValueError(f"predict: the batch names {len(batch.videos)} videos but holds {len(batch)}")
-        output = self.network(batch.rgb, batch.flow, batch.mask)
+        output = self.network(batch.rgb, batch.flow, batch.mask, self.topk(batch, from_points=False))
         lengths = batch.mask.sum(dim=1).tolist()
 
         def numpy(x: Tensor) -> np.ndarray:

@@ -19,11 +19,27 @@ The seven steps, per video, vectorised over the batch (padded snippets never tak
 4. Refined scores below the video's mean TCAM score of that class (original TCAM) are dropped.
 5. A snippet whose refined score exceeds ``threshold`` (theta) becomes a pseudo foreground label of
    that class (the larger one where both classes pass: labels are one-hot).
-6. The ``background_multiplier x floor(top_ratio * T)`` snippets with the lowest *original*
-   attention become pseudo background (twice the foreground pool: the lowest 0.6 of T).
-   Snippets with a point label or a pseudo foreground label are never background.
+6. Pseudo background by the *original* attention (``background``): ``lowest_0.6T`` (default,
+   the paper's 4.4.3 reading) takes the ``background_multiplier x floor(top_ratio * T)``
+   snippets with the lowest attention (twice the foreground pool: the lowest 0.6 of T), then
+   drops those with a point or pseudo foreground label; ``twice_foreground`` (3.3 (6) read as
+   "twice the positive samples") takes ``max(background_min, floor(background_multiplier x
+   n_fg))`` snippets, n_fg the video's pseudo foreground snippets of step 5, ranked by lowest
+   attention among the snippets with neither label (so exactly that many, or all of them when
+   fewer remain). A video without pseudo foreground gets ``background_min`` (1).
 7. Foreground and background labels are returned together with the class weights (the
    re-modulated TCAM of step 3 feeds the snippet-level loss).
+
+How the step-3 weights and the coarse mask enter the snippet loss (:func:`loss_class_weights`,
+the ``class_weights`` of the callback's targets, multiplying the foreground TCAM columns of every
+labelled snippet except the point-labelled ones): ``weights_in_loss=true`` (default, as the code
+always did) multiplies by the class weights, so a class absent from the video's points has
+probability 0 there (no negatives for it) and a positive target is capped at its weight;
+``false`` uses the weights only to *select* labels (steps 3-5) and trains the plain TCAM.
+``coarse_mask_in_loss=true`` also multiplies by the coarse mask M (eq. 3), as eq. 6 writes the
+modulated TCAM (W x M x TCAM): pseudo background outside M then gives its foreground columns
+probability 0 (no foreground negatives; only the background column learns there), pseudo
+foreground always lies inside M. Default false (the code's reading so far).
 
 The inputs are the outputs of a clean forward (eval mode, no gradient): the MPLG callback
 (``pwes.callbacks.mplg``) runs one per batch, so dropout never perturbs the ranking.
@@ -67,6 +83,7 @@ MPLG_VARIANTS: dict[str, dict[str, bool]] = {
 """The flags of each Table II variant (``callbacks.mplg.variant`` picks one)."""
 
 CLASS_WEIGHT_MODES = ("softmax", "max_normalised")
+BACKGROUND_RULES = ("lowest_0.6T", "twice_foreground")
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,10 @@ class MPLGConfig:
     background_multiplier: float = 2.0  # step 6: background pool = multiplier x foreground pool
     class_temperature: float = 1.0  # step 3: softmax temperature over cosine similarities
     class_weights: str = "softmax"  # step 3: softmax (paper) | max_normalised (divided by the max)
+    weights_in_loss: bool = True  # step 3's weights scale the loss's foreground TCAM (or only select)
+    coarse_mask_in_loss: bool = False  # eq. 6: the coarse mask M also scales it
+    background: str = "lowest_0.6T"  # step 6: lowest_0.6T | twice_foreground
+    background_min: int = 1  # twice_foreground: background snippets per video at least
 
     def __post_init__(self) -> None:
         require(0.0 < float(self.top_ratio) <= 1.0, "top_ratio", f"must be in (0, 1], got {self.top_ratio}")
@@ -104,6 +125,8 @@ class MPLGConfig:
             "class_weights",
             f"must be one of {', '.join(CLASS_WEIGHT_MODES)}, got {self.class_weights!r}",
         )
+        require(self.background in BACKGROUND_RULES, "background", f"must be one of {', '.join(BACKGROUND_RULES)}, got {self.background!r}")
+        require(int(self.background_min) >= 0, "background_min", f"must be >= 0, got {self.background_min}")
         require(
             self.attention_mask or not self.foreground_similarity,
             "foreground_similarity",
@@ -219,6 +242,43 @@ def lowest_attention_background(
     return (ranks < count[:, None]) & mask & ~exclude
 
 
+def twice_foreground_background(
+    attention: Tensor, mask: Tensor, foreground: Tensor, exclude: Tensor, multiplier: float, minimum: int
+) -> Tensor:
+    """Step 6, ``twice_foreground``: per video ``max(minimum, floor(multiplier x n_fg))`` snippets
+    of lowest attention among those not in ``exclude`` [B, T] (n_fg: snippets of ``foreground``
+    [B, T, C] with any class), or all of them when fewer remain."""
+    n_fg = foreground.any(dim=-1).sum(dim=1)
+    count = torch.floor(n_fg.double() * multiplier + 1e-9).long().clamp(min=int(minimum))
+    eligible = mask & ~exclude
+    ranks = masked_ranks(attention, eligible, descending=False)
+    return (ranks < count[:, None]) & eligible
+
+
+def background_labels(
+    rule: str, attention: Tensor, mask: Tensor, foreground: Tensor, labelled: Tensor, pool: Tensor, multiplier: float, minimum: int
+) -> Tensor:
+    """Step 6 by ``rule`` (module docstring): ``pool`` [B] is the ``lowest_0.6T`` count; the
+    pseudo ``foreground`` [B, T, C] and point-``labelled`` [B, T] snippets are never background."""
+    exclude = foreground.any(dim=-1) | labelled
+    if rule == "lowest_0.6T":
+        return lowest_attention_background(attention, mask, pool, exclude)
+    if rule == "twice_foreground":
+        return twice_foreground_background(attention, mask, foreground, exclude, multiplier, minimum)
+    raise ValueError(f"background rule {rule!r} is not one of {', '.join(BACKGROUND_RULES)}")
+
+
+def loss_class_weights(labels: "PseudoLabels", config: MPLGConfig) -> Tensor | None:
+    """What multiplies the foreground TCAM columns in the snippet loss (module docstring): the
+    class weights when the variant uses them and ``weights_in_loss``, times the coarse mask with
+    ``coarse_mask_in_loss``; None when neither applies (the plain TCAM)."""
+    weights = labels.class_weights if (config.class_similarity and config.weights_in_loss) else None
+    if config.coarse_mask_in_loss:
+        coarse = labels.coarse_mask[..., None].to(labels.class_weights.dtype)
+        weights = coarse.expand_as(labels.class_weights) if weights is None else weights * coarse
+    return weights
+
+
 @torch.no_grad()
 def generate_mplg(
     features: Tensor,
@@ -262,8 +322,8 @@ def generate_mplg(
     candidates &= scores > cfg.threshold  # step 5
     foreground = one_hot_foreground(scores, candidates)
 
-    background = lowest_attention_background(  # step 6
-        attention, mask, bg_pool, exclude=foreground.any(dim=-1) | labelled
+    background = background_labels(  # step 6
+        cfg.background, attention, mask, foreground, labelled, bg_pool, cfg.background_multiplier, cfg.background_min
     )
     return PseudoLabels(
         foreground=foreground,

@@ -99,6 +99,9 @@ def topk_counts(lengths: Tensor, divisors: tuple[int, ...]) -> Tensor:
     return torch.div(lengths[:, None], div[None], rounding_mode="floor").clamp(min=1)
 
 
+TOPK_MODES = ("divisors", "points")
+
+
 def masked_topk_mean(values: Tensor, mask: Tensor, k: Tensor) -> Tensor:
     """Mean of the k largest values over real snippets, per video and class.
 
@@ -144,6 +147,10 @@ class NetworkConfig:
     negative_slope: float = 0.2  # LeakyReLU slope
     cross_modal: bool = True  # saliency compensation of each stream by the other one
     topk_divisors: tuple[int, ...] = (16, 8, 8)  # k = T // divisor for (ME, MaE, background)
+    topk: str = "divisors"  # divisors (k = T // divisor) | points (ME/MaE k from the point counts)
+    topk_seconds: tuple[float, ...] = (0.3, 1.5)  # topk=points: typical ME, MaE duration in seconds
+    topk_fps: float = 30.0  # topk=points: the dataset's frame rate (dataset.fps)
+    topk_stride: int = 8  # topk=points: frames between consecutive snippets (dataset.stride)
     input_norm: str = "standardize"  # none | center | standardize: per-video normalisation of each stream
 
     def __post_init__(self) -> None:
@@ -161,6 +168,19 @@ class NetworkConfig:
             f"needs {NUM_OUTPUTS} positive divisors (ME, MaE, background), got {list(self.topk_divisors)}",
         )
         object.__setattr__(self, "topk_divisors", tuple(int(d) for d in self.topk_divisors))
+        require(self.topk in TOPK_MODES, "topk", f"must be one of {', '.join(TOPK_MODES)}, got {self.topk!r}")
+        require(
+            len(self.topk_seconds) == NUM_CLASSES and all(float(s) > 0 for s in self.topk_seconds),
+            "topk_seconds",
+            f"needs {NUM_CLASSES} positive durations in seconds (ME, MaE), got {list(self.topk_seconds)}",
+        )
+        object.__setattr__(self, "topk_seconds", tuple(float(s) for s in self.topk_seconds))
+        require(float(self.topk_fps) > 0, "topk_fps", f"must be a positive frame rate, got {self.topk_fps}")
+        require(int(self.topk_stride) >= 1, "topk_stride", f"must be a positive number of frames, got {self.topk_stride}")
+
+    def typical_snippets(self) -> Tensor:
+        """[C] float64: each class's typical length in snippets, ``seconds * fps / stride``."""
+        return torch.tensor(self.topk_seconds, dtype=torch.float64) * float(self.topk_fps) / int(self.topk_stride)
 
 
 @dataclass
@@ -282,13 +302,23 @@ class PWESNetwork(nn.Module):
                 f"was built for rgb={self.rgb_dim}, flow={self.flow_dim}"
             )
 
-    def forward(self, rgb: Tensor, flow: Tensor, mask: Tensor) -> NetworkOutput:
-        """Run the network on a padded batch; see :class:`NetworkOutput`."""
+    def forward(self, rgb: Tensor, flow: Tensor, mask: Tensor, k: Tensor | None = None) -> NetworkOutput:
+        """Run the network on a padded batch; see :class:`NetworkOutput`.
+
+        ``k`` [B, C+1]: the top-k of the pooling per video and class (each clipped to 1 ..
+        the video's length); None takes ``max(1, T // divisor)`` from ``topk_divisors``.
+        """
         self._check_inputs(rgb, flow, mask)
         mask = mask.bool()
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):
             raise ValueError("network input: a video in the batch has no real snippets (mask all False)")
+        if k is None:
+            k = topk_counts(lengths, self.config.topk_divisors)
+        else:
+            if tuple(k.shape) != (mask.shape[0], NUM_OUTPUTS):
+                raise ValueError(f"network input: k must have shape [B, {NUM_OUTPUTS}] = [{mask.shape[0]}, {NUM_OUTPUTS}], got {tuple(k.shape)}")
+            k = torch.minimum(k.to(lengths.device).long().clamp(min=1), lengths[:, None])
         fmask = mask[:, None, :].to(rgb.dtype)
         rgb = normalize_per_video(rgb, mask, self.config.input_norm)
         flow = normalize_per_video(flow, mask, self.config.input_norm)
@@ -309,7 +339,6 @@ class PWESNetwork(nn.Module):
         features = fused.transpose(1, 2)
         tcam = tcam.transpose(1, 2)
         tcam_suppressed = tcam * attention[..., None]
-        k = topk_counts(lengths, self.config.topk_divisors)
         return NetworkOutput(
             attention_rgb=attention_rgb,
             attention_flow=attention_flow,
