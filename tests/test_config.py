@@ -115,7 +115,7 @@ def test_sweep_name_comes_from_the_overrides_unless_set() -> None:
     [
         (["ablation=baseline"], ["callbacks.mplg.threshold=0.5"], "the mplg callback does nothing under model.supervision=video (it acts under point supervision only)"),
         (["model.supervision=full"], ["callbacks.dfcl.temperature=0.5"], "the dfcl callback does nothing under model.supervision=full (it acts under point supervision only)"),
-        (["ablation=mplg", "+callbacks.dfcl.temperature=0.5"], ["+callbacks.dfcl.temperature=0.5"], "there is no dfcl callback in this setup (callbacks: mplg, diagnostics)"),
+        (["ablation=mplg", "+callbacks.dfcl.temperature=0.5"], ["+callbacks.dfcl.temperature=0.5"], "there is no dfcl callback in this setup (callbacks: mplg, diagnostics, grad_share)"),
         (["callbacks/pseudo=pplm"], ["callbacks.pplm.threshold=0.4"], None),  # configured and acting
         (["ablation=baseline"], ["callbacks.diagnostics.final_steps=5"], None),  # diagnostics act under every supervision
         (["ablation=baseline"], ["~callbacks.dfcl", "seed=1"], None),

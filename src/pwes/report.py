@@ -69,7 +69,7 @@ NOTE = (
     "all: every proposal. calibrated: each fold's score threshold chosen on its training videos' "
     "point labels, or their intervals under model.supervision=full (deployable; the threshold "
     "pwes.spot uses). best-on-test†: the threshold with "
-    "the best pooled F1, one threshold for all folds tuned on the test labels (not deployable, and not "
+    "the best pooled F1, one threshold for all folds, tuned on the test folds (not deployable, and not "
     "an upper bound of calibrated, whose thresholds are per fold; the paper's F1(p) is its ME F1)."
 )
 SEED_KEY = "seed"
