@@ -276,7 +276,7 @@ class PWESModule(L.LightningModule):
         self.network.eval()
         try:
             with self._precision_context():  # the callbacks call it outside the training step's autocast
-                output = as_float32(self.network(batch.rgb, batch.flow, batch.mask, self.topk(batch, from_points=True)))
+                output = as_float32(self.forward(batch, from_points=True))
         finally:
             self.network.train(was_training)
         self._clean = (batch, output)
@@ -375,7 +375,7 @@ class PWESModule(L.LightningModule):
         """One iteration: the training forward, the losses with this step's contributions."""
         contributions, self._contributions = self._contributions, Contributions()
         try:
-            output = as_float32(self.network(batch.rgb, batch.flow, batch.mask, self.topk(batch, from_points=True)))  # losses in fp32 under autocast
+            output = as_float32(self.forward(batch, from_points=True))  # losses in fp32 under autocast
             report = self.compute_losses(batch, output, contributions.targets, contributions.terms)
             self._last_targets, self._last_report = report.targets, report
         finally:
@@ -398,7 +398,7 @@ class PWESModule(L.LightningModule):
         """Attention, TCAM and video scores of every video, trimmed to its real snippets."""
         if len(batch.videos) != len(batch):
             raise ValueError(f"predict: the batch names {len(batch.videos)} videos but holds {len(batch)}")
-        output = self.network(batch.rgb, batch.flow, batch.mask, self.topk(batch, from_points=False))
+        output = self.forward(batch, from_points=False)
         lengths = batch.mask.sum(dim=1).tolist()
 
         def numpy(x: Tensor) -> np.ndarray:
