@@ -4,7 +4,6 @@ cannot be composed) refuses the sweep before anything runs, and the end names th
 
 from __future__ import annotations
 
-import pytest
 
 import os
 import signal
@@ -18,9 +17,6 @@ from test_train_cli import run_train
 GRID = ["-m", "logger=none", "trainer.max_steps=6", "dataset.pretrain_steps=3", "callbacks.mplg.threshold=0.6,0.8"]
 
 
-# Out of the default run until the SIGINT race is fixed: a Ctrl-C that lands inside a __del__
-# (Lightning's Profiler) is swallowed by Python and the run ends with exit 0 (see the closing note).
-@pytest.mark.slow
 def test_an_interrupted_ad_hoc_grid_resumes_with_the_same_command(tmp_path: Path) -> None:
     env = {**os.environ, "PWES_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "pwes.train", "-m", "dataset=synthetic_tiny", "trainer.enable_progress_bar=false", *GRID[1:]]

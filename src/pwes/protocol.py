@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pwes import io, run_folder, tracking
+from pwes import interrupt, io, run_folder, tracking
 from pwes.callbacks import diagnostics
 from pwes.config import ConfigError, to_container, validate_run_settings
 from pwes.data.recorded import settings_for_set
@@ -199,7 +199,7 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     # Snippet ground truth of the training videos, for logged diagnostics only (never the model's).
     diagnostics.attach_ground_truth(callbacks, feature_set, datamodule.train_set.videos)
     metadata = model_metadata(cfg, feature_set, train_subjects, validation_subjects)
-    callbacks.append(CheckpointMetadata(metadata))
+    callbacks += [CheckpointMetadata(metadata), interrupt.StopOnInterrupt()]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))
     validating = f", validating on {len(datamodule.val_set)} videos of {len(validation_subjects)} subjects" if validation_subjects else ""
     log.info(
@@ -212,11 +212,13 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     match = match_config(cfg)
     try:
         trainer.fit(model, datamodule=datamodule)
+        interrupt.check()
         # The operating point for pwes.spot, chosen without the test subject (calibrate_fold).
         calibration, validation = calibrate_fold(cfg, feature_set, trainer, model, datamodule)
         metadata.update(score_threshold=calibration.threshold, score_threshold_rule=calibration.rule, train_f1_at_threshold=round(calibration.train_f1, 4))
         if validation:
             metadata.update(score_threshold_source=match.calibration_source)
+        interrupt.check()
         save_checkpoint(trainer, fold_dir / "checkpoints" / "last.ckpt")
         if subject is None:
             return None
@@ -261,6 +263,7 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
     for index, subject in enumerate(subjects, start=1):
         fold_dir = run_dir / f"fold-{subject}"
         position = f"[{index}/{len(subjects)}]"
+        interrupt.check()
         if (fold_dir / "metrics.json").exists():
             log.info("%s fold %s: finished earlier, kept", position, subject)
             continue

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig
 
 from pwes.config import CONFIG_DIR, ConfigError, moved_setting, register_resolvers, settings_without_effect
+from pwes.interrupt import InterruptFlag
 
 if TYPE_CHECKING:
     from pwes.run_folder import HydraRecord, RunFolderGuard
@@ -50,7 +50,7 @@ def main(cfg: DictConfig) -> float | None:
     record = HydraRecord(cfg, run_dir)  # written once the folder's checks pass (on_accept)
     for override, reason in settings_without_effect(cfg, list(hydra_cfg.overrides.task)):
         log.warning("%s does nothing in this run: %s", override, reason)
-    interrupt = InterruptFlag()
+    interrupt = InterruptFlag.install()
     try:
         metrics = run_protocol(cfg, run_dir, on_accept=record.write)
     except (KeyboardInterrupt, SystemExit):
@@ -87,29 +87,6 @@ def instantiation_line(err: InstantiationException) -> str:
     if cause is not None:
         return f"{key}: {type(cause).__name__}: {' '.join(str(cause).split())}"
     return text
-
-
-class InterruptFlag:
-    """Notes a Ctrl-C (SIGINT) before raising KeyboardInterrupt as Python does, so the entry point
-    can tell an interruption from other exits (Lightning turns it into SystemExit(1))."""
-
-    def __init__(self) -> None:
-        self.seen = False
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread (some launchers): keep Python's default
-            self.previous = None
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.seen = True
-        raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        if self.previous is not None:
-            try:
-                signal.signal(signal.SIGINT, self.previous)
-            except ValueError:
-                pass
 
 
 def fail(err: Exception, record: HydraRecord | None = None, guard: RunFolderGuard | None = None) -> None:
