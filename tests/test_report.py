@@ -176,7 +176,7 @@ def test_fold_pooling_skips_a_job_whose_record_is_corrupt(tmp_path: Path) -> Non
 
 def test_report_png_title_and_seed_label(tmp_path: Path) -> None:
     """report.png is titled with the sweep and says mean ± std only when a row has several seeds."""
-    from pwes.report import plot_text
+    from pwes.report_plot import plot_text
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -186,3 +186,20 @@ def test_report_png_title_and_seed_label(tmp_path: Path) -> None:
     seeds = make_seed_sweep(tmp_path / "b")
     write_report(seeds)
     assert plot_text(group_by_seed(collect(seeds)), seeds.name)[1] == "F1 (mean ± std over 2 seeds)"
+
+
+def test_validation_figures_get_their_own_table(tmp_path: Path) -> None:
+    sweep = tmp_path / "val"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": ["model.network.topk=divisors,points", "seed=0,1"]}, "sweeper": {"params": None}}}))
+    for number, (topk, seed, val) in enumerate((("divisors", 0, 0.30), ("divisors", 1, 0.40), ("points", 0, 0.50), ("points", 1, 0.70))):
+        make_job(sweep, f"{number}_x", [f"model.network.topk={topk}", f"seed={seed}"], {**metrics(0.2), "val_f1": val, "val_all_f1": 0.1})
+    text = write_report(sweep)
+    section = text.split("\nValidation:\n\n", 1)[1].splitlines()
+    assert section[0] == "| model.network.topk | seeds | val: REC | val: PRE | val: F1 | val: ME F1 | val: MaE F1 | val, all proposals: F1 |"
+    assert section[2] == "| divisors | 0,1 |  |  | 0.350 ± 0.071 (n=2) |  |  | 0.100 ± 0.000 (n=2) |"
+    assert section[3].startswith("| points | 0,1 |  |  | 0.600 ± 0.141 (n=2) |")
+    header = next(csv.reader((sweep / "report.csv").open()))
+    assert "val_f1_mean" in header and "val_all_f1_n" in header
+    # a sweep without a validation split has no such table
+    assert "Validation:" not in write_report(make_sweep(tmp_path))

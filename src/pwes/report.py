@@ -63,6 +63,22 @@ DIAG_NOTE = (
     "pseudo background outside every interval, the share of each video labelled, the attention's "
     "snippet AUC; each fold's mean over its last steps, then the mean over folds."
 )
+# Validation figures (evaluation.validation_subjects > 0): point hits on held-out training
+# subjects, what `pwes.select` chooses by; a third table.
+VAL_COLUMNS = (
+    ("val: REC", "val_recall"),
+    ("val: PRE", "val_precision"),
+    ("val: F1", "val_f1"),
+    ("val: ME F1", "val_me_f1"),
+    ("val: MaE F1", "val_mae_f1"),
+    ("val, all proposals: F1", "val_all_f1"),
+)
+VAL_NOTE = (
+    "Validation: each fold's held-out training subjects (never the test subject), scored with the "
+    "run's calibration rule (point hits under point supervision) at the fold's calibrated threshold; "
+    "counts pooled over folds. The figure to choose settings by (pwes.select); the test columns above "
+    "are reported, not chosen on."
+)
 # The figures whose row-to-row differences are checked against the spread.
 HEADLINE = ("f1", "calibrated_f1", "f1_p", "f1_me_0.5")
 NOTE = (
@@ -307,25 +323,25 @@ def table(groups: Sequence[GroupRow]) -> tuple[list[str], list[list[str]]]:
 def csv_table(groups: Sequence[GroupRow]) -> tuple[list[str], list[list[Any]]]:
     """report.csv: the swept settings, the seeds, then ``<key>_mean, <key>_std, <key>_n`` per figure."""
     keys = swept_keys(groups)
-    header = [*keys, "seeds", *(f"{key}_{part}" for _, key in (*COLUMNS, *DIAG_COLUMNS) for part in ("mean", "std", "n")), "status"]
+    header = [*keys, "seeds", *(f"{key}_{part}" for _, key in (*COLUMNS, *VAL_COLUMNS, *DIAG_COLUMNS) for part in ("mean", "std", "n")), "status"]
     rows = []
     for group in groups:
         values: list[Any] = [group.overrides.get(k, "") for k in keys] + [" ".join(group.seeds)]
-        for _, key in (*COLUMNS, *DIAG_COLUMNS):
+        for _, key in (*COLUMNS, *VAL_COLUMNS, *DIAG_COLUMNS):
             s = group.stat(key)
             values += ["", "", 0] if s is None else [f"{s.mean:.6f}", "" if s.std is None else f"{s.std:.6f}", s.n]
         rows.append(values + [group.status])
     return header, rows
 
 
-def diagnostics_table(groups: Sequence[GroupRow]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the diagnostics table: the rows with any ``diag_*`` figure."""
+def figures_table(groups: Sequence[GroupRow], columns: Sequence[tuple[str, str]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of a side table (diagnostics, validation): the rows with any of its figures."""
     keys = swept_keys(groups)
     with_seeds = any(g.seeds for g in groups)
-    header = [*keys, *(["seeds"] if with_seeds else []), *(name for name, _ in DIAG_COLUMNS)]
+    header = [*keys, *(["seeds"] if with_seeds else []), *(name for name, _ in columns)]
     cells = []
     for group in groups:
-        stats = [group.stat(key) for _, key in DIAG_COLUMNS] if group.ok else []
+        stats = [group.stat(key) for _, key in columns] if group.ok else []
         if any(s is not None for s in stats):
             values = [group.overrides.get(k, "") for k in keys] + ([",".join(group.seeds)] if with_seeds else [])
             cells.append(values + ["" if s is None else str(s) for s in stats])
@@ -338,56 +354,6 @@ def markdown(header: list[str], cells: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_text(groups: Sequence[GroupRow], sweep_name: str) -> tuple[str, str]:
-    """Title and y label of report.png: the sweep, and "mean ± std over seeds" only where a
-    row has more than one seed (one seed per row is a single value, no error bar)."""
-    counts = sorted({s.n for g in groups if g.ok and (s := g.stat("f1")) is not None})
-    if not counts or counts == [1]:
-        ylabel = "F1 (one seed per row)"
-    elif len(counts) == 1:
-        ylabel = f"F1 (mean ± std over {counts[0]} seeds)"
-    else:
-        ylabel = f"F1 (mean ± std over {counts[0]}-{counts[-1]} seeds; n per row in report.md)"
-    return f"{sweep_name}: F1 per setting", ylabel
-
-
-def plot(groups: Sequence[GroupRow], path: Path) -> None:
-    """F1 at the three operating points (and ME F1(0.5)) per row, error bars = std over seeds;
-    titled with the sweep folder's name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = swept_keys(groups)
-    ok = [g for g in groups if g.ok]
-    labels = [",".join(g.overrides.get(k, "") for k in keys) for g in ok]
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(ok) + 2.5) + 1.8, 3.4))  # + the legend beside the axes
-    series = (("f1", "o-", "F1, all proposals"), ("calibrated_f1", "D-", "F1, calibrated"), ("f1_p", "^:", "F1, best-on-test†"), ("f1_me_0.5", "s--", "F1(0.5) (ME)"))
-    top = 0.05
-    for offset, (key, style, name) in zip((-0.12, -0.04, 0.04, 0.12), series):
-        stats = [g.stat(key) for g in ok]
-        if all(s is None for s in stats):
-            continue
-        xs = [i + offset for i, s in enumerate(stats) if s is not None]
-        means = [s.mean for s in stats if s is not None]
-        errors = [s.std or 0.0 for s in stats if s is not None]
-        ax.errorbar(xs, means, yerr=errors, fmt=style, capsize=3, label=name)
-        top = max([top] + [m + e for m, e in zip(means, errors)])
-    ax.set_xticks(list(range(len(ok))), labels, rotation=30, ha="right")
-    ax.set_xlabel(", ".join(keys))
-    title, ylabel = plot_text(groups, path.parent.name)
-    ax.set_title(title, fontsize=9)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, top * 1.2)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)  # outside: never over a point
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with io.atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
-
-
 def write_report(sweep_dir: Path, warnings: list[str] | None = None) -> str:
     """Write report.md, report.csv and report.png into ``sweep_dir``; return the Markdown.
     Lines about unusable files are appended to ``warnings`` (and to the Markdown)."""
@@ -396,9 +362,10 @@ def write_report(sweep_dir: Path, warnings: list[str] | None = None) -> str:
     groups = group_by_seed(rows)
     header, cells = table(groups)
     text = markdown(header, cells) + "\n" + NOTE + "\n"
-    diag_header, diag_cells = diagnostics_table(groups)
-    if diag_cells:
-        text += "\nDiagnostics:\n\n" + markdown(diag_header, diag_cells) + "\n" + DIAG_NOTE + "\n"
+    for title, columns, note in (("Validation", VAL_COLUMNS, VAL_NOTE), ("Diagnostics", DIAG_COLUMNS, DIAG_NOTE)):
+        side_header, side_cells = figures_table(groups, columns)
+        if side_cells:
+            text += f"\n{title}:\n\n" + markdown(side_header, side_cells) + "\n" + note + "\n"
     keys = swept_keys(groups)
     if any(g.stat("f1") is not None and g.stat("f1").n > 1 for g in groups):
         found = differences(groups, keys)
@@ -420,7 +387,9 @@ def write_report(sweep_dir: Path, warnings: list[str] | None = None) -> str:
     csv_header, csv_rows = csv_table(groups)
     io.write_csv(sweep_dir / "report.csv", csv_header, csv_rows)
     if any(g.ok for g in groups):
-        plot(groups, sweep_dir / "report.png")
+        from pwes.report_plot import plot
+
+        plot(groups, swept_keys(groups), sweep_dir / "report.png")
     return text
 
 
