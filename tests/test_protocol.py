@@ -145,3 +145,20 @@ def test_interrupted_message_lists_kept_folds(tmp_path: Path) -> None:
     (tmp_path / "fold-s2").mkdir()
     message = interrupted_message(tmp_path, "all")
     assert "kept 1 finished fold(s) (fold-s1)" in message and "resume with the same command: python -m pwes.train" in message
+
+
+def test_a_folder_from_before_a_setting_existed_resumes_with_its_old_behaviour(tmp_path: Path) -> None:
+    """A setting added later is absent from an old folder's config: the value that reproduces the
+    old code (or any value while the setting is inert) resumes; another value is refused."""
+    old = {**CONFIG, "model": {"lr": 1.0, "network": {"topk_divisors": [16, 8, 8]}}}
+    prepare_run_folder(tmp_path, old, resume=True)
+    (tmp_path / "fold-s1").mkdir()
+    (tmp_path / "fold-s1" / "metrics.json").write_text("{}")
+    same = {**CONFIG, "model": {"lr": 1.0, "network": {"topk_divisors": [16, 8, 8], "topk": "divisors", "topk_seconds": [0.3, 1.5], "dropout_impl": "torch"}}}
+    with pytest.raises(RunFolderError, match=r"model.network.topk: \(unset\) vs points; model.network.topk_seconds: \(unset\) vs \[0.3, 1.5\]\)"):
+        prepare_run_folder(tmp_path, {**same, "model": {"lr": 1.0, "network": {**same["model"]["network"], "topk": "points"}}}, resume=True)
+    with pytest.raises(RunFolderError, match=r"\(model.network.dropout_impl: \(unset\) vs fast\)"):  # results changed: refused
+        prepare_run_folder(tmp_path, {**same, "model": {"lr": 1.0, "network": {**same["model"]["network"], "dropout_impl": "fast"}}}, resume=True)
+    prepare_run_folder(tmp_path, same, resume=True)
+    # the logged-only gradient shares never change results
+    prepare_run_folder(tmp_path, {**same, "callbacks": {"grad_share": {"every_n_steps": 50}}}, resume=True)
