@@ -35,7 +35,9 @@ from pwes import io
 from pwes.data.layout import ANNOTATION_COLUMNS, VIDEO_COLUMNS, LayoutError, expected_snippets
 from pwes.data.recorded import check_recorded, read_recorded, recorded_arrays
 from pwes.extract.flow import FLOW_BOUND, FlowComputer, flow_file_size, frames_file_size, open_flow, open_frames
+from pwes.extract.face import DEFAULT_MARGIN, DEFAULT_SAMPLES, FACE_MODES, load_detector
 from pwes.extract.i3d import FEATURE_DIM, InceptionI3d, load_i3d
+from pwes.extract.region import CROP_FILE, CropRegion, choose_region, read_crop_rows, write_region
 from pwes.extract.video import FrameTransform, VideoError, VideoSource
 
 CACHE_VERSION = 1
@@ -57,6 +59,9 @@ class ExtractionSettings:
     device: str = "cpu"
     workers: int = 0
     flow_bound: float = FLOW_BOUND
+    face: str = "none"  # "auto": one detected face box per video (pwes.extract.face); a transform crop box wins
+    face_margin: float = DEFAULT_MARGIN
+    face_samples: int = DEFAULT_SAMPLES
 
     def __post_init__(self) -> None:
         if self.snippet < 1:
@@ -67,6 +72,12 @@ class ExtractionSettings:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.face not in FACE_MODES:
+            raise ValueError(f"face must be one of {', '.join(FACE_MODES)}, got {self.face!r}")
+        if not 0 <= self.face_margin <= 2:
+            raise ValueError(f"face margin must be between 0 and 2 (a share of the face's size per side), got {self.face_margin}")
+        if self.face_samples < 1:
+            raise ValueError(f"face samples must be >= 1, got {self.face_samples}")
 
     @property
     def step(self) -> int:
@@ -92,6 +103,7 @@ class VideoFeatures:
     num_frames: int  # decoded frames, the last one included
     fps: float
     warnings: tuple[str, ...] = ()
+    region: CropRegion | None = None  # where the frames were cut from
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ class VideoResult:
     num_snippets: int = 0
     seconds: float = 0.0
     warnings: tuple[str, ...] = ()
+    crop: str = ""  # e.g. "face-auto box 39,25,79,79"
 
 
 def snippet_starts(num_frames: int, snippet: int, stride: int) -> list[int]:
@@ -165,6 +178,7 @@ class FeatureSetWriter:
         self.root = Path(root).expanduser()
         self.snippet, self.stride = snippet, stride
         self.rows: dict[str, dict[str, str]] = self._read_rows(self.root / "videos.csv")
+        self.crop_rows = read_crop_rows(self.root / CROP_FILE)
         self._check_existing_snippets()
 
     def _check_existing_snippets(self) -> None:
@@ -214,6 +228,8 @@ class FeatureSetWriter:
         io.save_npz(self.feature_path(name), rgb=features.rgb, flow=features.flow, **record)
         self.rows[name] = {"video": name, "subject": subject, "num_frames": str(features.num_frames), "fps": repr(features.fps)}
         io.write_csv(self.root / "videos.csv", VIDEO_COLUMNS, list(self.rows.values()))
+        if features.region is not None:
+            write_region(self.root, name, features.region, self.crop_rows)
         if not (self.root / "annotations.csv").exists():
             io.write_csv(self.root / "annotations.csv", ANNOTATION_COLUMNS, [])
 
@@ -256,6 +272,8 @@ class Extractor:
         }
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self.progress = progress
+        # a crop box wins over --face, so the detector is only loaded (and dlib only needed) without one
+        self.detect = load_detector() if settings.face == "auto" and settings.transform.crop_box is None else None
         self.flow = FlowComputer(settings.workers, settings.flow_bound)
 
     def close(self) -> None:
@@ -274,9 +292,11 @@ class Extractor:
     def extract(self, job: VideoJob) -> VideoFeatures:
         """Decode (or reuse the cache), compute flow, run both I3D streams over the whole snippets."""
         source, s = job.source, self.settings
+        region = choose_region(source, s.transform, self.detect, s.face_margin, s.face_samples)
         with _work_folder(self.cache_dir, source.name) as folder:
             meta_path = folder / "meta.json"
-            num_frames, fps, warnings = self._frames(job, folder, meta_path)
+            num_frames, fps, warnings = self._frames(job, region.transform(s.transform), folder, meta_path)
+            warnings = [*region.warnings, *warnings]
             if num_frames - 1 < s.snippet:
                 raise ExtractionError(
                     f"{source.path}: {num_frames} frame(s), shorter than one snippet ({s.snippet} frames plus one for the optical flow)"
@@ -290,11 +310,11 @@ class Extractor:
                 rgb = self._features("rgb", frames, starts, bar.update)
                 flow = self._features("flow", flows, starts, bar.update)
             del frames, flows  # release the memory maps before a temporary folder is removed
-        return VideoFeatures(rgb, flow, num_frames, fps, tuple(warnings))
+        return VideoFeatures(rgb, flow, num_frames, fps, tuple(warnings), region)
 
-    def _frames(self, job: VideoJob, folder: Path, meta_path: Path) -> tuple[int, float, list[str]]:
-        """Decode and transform every frame into ``frames.uint8`` unless the cache already holds them."""
-        source, transform = job.source, self.settings.transform
+    def _frames(self, job: VideoJob, transform: FrameTransform, folder: Path, meta_path: Path) -> tuple[int, float, list[str]]:
+        """Decode and ``transform`` every frame into ``frames.uint8`` unless the cache already holds them."""
+        source = job.source
         key = {
             "version": CACHE_VERSION,
             "source": str(source.path.resolve()),
@@ -411,8 +431,10 @@ def extract_videos(
                     features = extractor.extract(job)
                     writer.write(name, job.subject, features)
                     seconds = time.perf_counter() - started
+                    region = features.region
+                    crop = f"{region.method} box {','.join(map(str, region.box))}" if region is not None else ""
                     result = VideoResult(
-                        name, job.source.path, "ok", "", features.num_frames, len(features.rgb), seconds, features.warnings
+                        name, job.source.path, "ok", "", features.num_frames, len(features.rgb), seconds, features.warnings, crop
                     )
                 except (ValueError, OSError, cv2.error) as err:  # VideoError, ExtractionError, file system, OpenCV
                     message = " ".join(str(err).split())  # one line, whatever OpenCV put in it
