@@ -16,17 +16,7 @@ from tqdm import tqdm
 from pwes.extract.face import DEFAULT_MARGIN, DEFAULT_SAMPLES, FACE_MODES
 from pwes.extract.flow import FlowWorkerError
 from pwes.extract.pipeline import SUBJECT_RULES, ExtractionSettings, VideoResult, extract_videos
-from pwes.extract.video import FrameTransform
-
-
-def _crop_box(text: str) -> tuple[int, int, int, int]:
-    try:
-        box = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X,Y,WIDTH,HEIGHT in whole pixels, got {text!r}") from None
-    if len(box) != 4:
-        raise argparse.ArgumentTypeError(f"expected 4 numbers X,Y,WIDTH,HEIGHT, got {text!r}")
-    return box  # type: ignore[return-value]
+from pwes.extract.video import FrameTransform, parse_crop_box
 
 
 def _default_workers() -> int:
@@ -56,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes for TV-L1 flow; 0 = this process with OpenCV's threads (default: all CPUs)")  # fmt: skip
     add("--resize", type=int, default=256, metavar="PX", help="shorter side after resizing (default 256)")
     add("--crop-size", type=int, default=224, metavar="PX", help="side of the centre crop fed to I3D (default 224)")
-    add("--crop-box", type=_crop_box, metavar="X,Y,W,H", help="fixed region (e.g. the face) cut from every source frame before resizing; wins over --face")
+    add("--crop-box", type=parse_crop_box, metavar="X,Y,W,H", help="fixed region (e.g. the face) cut from every source frame before resizing; wins over --face")
     add("--face", choices=FACE_MODES, default="none",
         help="auto: detect the face on sampled frames and cut one fixed square box per video (needs pip install 'pwes[face]'); none: the whole frame (default)")  # fmt: skip
     add("--face-margin", type=float, default=DEFAULT_MARGIN, metavar="F",

@@ -8,6 +8,7 @@ the optical flow then reports as expression.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,17 @@ import numpy as np
 # the importers count a frame folder's frames with the same rule, so both agree on num_frames
 from pwes.data.importers.common import natural_key
 from pwes.data.importers.features import IMAGE_SUFFIXES
+
+
+def parse_crop_box(text: str) -> tuple[int, int, int, int]:
+    """``X,Y,WIDTH,HEIGHT`` (whole source pixels) from the command line, for argparse's ``type=``."""
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y,WIDTH,HEIGHT in whole pixels, got {text!r}") from None
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected 4 numbers X,Y,WIDTH,HEIGHT, got {text!r}")
+    return box  # type: ignore[return-value]
 
 
 class VideoError(ValueError):
