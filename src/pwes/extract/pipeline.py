@@ -16,9 +16,9 @@ used and removed after the video.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,13 +32,14 @@ import torch
 from tqdm import tqdm
 
 from pwes import io
-from pwes.data.layout import ANNOTATION_COLUMNS, VIDEO_COLUMNS, LayoutError, expected_snippets
-from pwes.data.recorded import check_recorded, read_recorded, recorded_arrays
+from pwes.data.layout import expected_snippets
 from pwes.extract.flow import FLOW_BOUND, FlowComputer, flow_file_size, frames_file_size, open_flow, open_frames
 from pwes.extract.face import DEFAULT_MARGIN, DEFAULT_SAMPLES, FACE_MODES, load_detector
 from pwes.extract.i3d import FEATURE_DIM, InceptionI3d, load_i3d
-from pwes.extract.region import CROP_FILE, CropRegion, choose_region, read_crop_rows, write_region
+from pwes.extract.progress import Progress
+from pwes.extract.region import choose_region
 from pwes.extract.video import FrameTransform, VideoError, VideoSource
+from pwes.extract.writer import FeatureSetWriter, VideoFeatures  # noqa: F401 - FeatureSetWriter is part of this module's interface
 
 CACHE_VERSION = 1
 SUBJECT_RULES = ("parent", "prefix")
@@ -92,18 +93,6 @@ class VideoJob:
     source: VideoSource
     subject: str
     fps: float | None = None
-
-
-@dataclass(frozen=True)
-class VideoFeatures:
-    """One video's snippet features and what videos.csv needs to know about it."""
-
-    rgb: np.ndarray  # float32 [T, 1024]
-    flow: np.ndarray  # float32 [T, 1024]
-    num_frames: int  # decoded frames, the last one included
-    fps: float
-    warnings: tuple[str, ...] = ()
-    region: CropRegion | None = None  # where the frames were cut from
 
 
 @dataclass(frozen=True)
@@ -168,72 +157,6 @@ def plan_jobs(
     return jobs, failed
 
 
-class FeatureSetWriter:
-    """Adds videos to a feature-set folder: ``features/<video>.npz``, merged ``videos.csv``, ``annotations.csv``.
-
-    Rows of other videos already in ``videos.csv`` are kept; a video extracted again replaces its row.
-    """
-
-    def __init__(self, root: str | os.PathLike, snippet: int, stride: int) -> None:
-        self.root = Path(root).expanduser()
-        self.snippet, self.stride = snippet, stride
-        self.rows: dict[str, dict[str, str]] = self._read_rows(self.root / "videos.csv")
-        self.crop_rows = read_crop_rows(self.root / CROP_FILE)
-        self._check_existing_snippets()
-
-    def _check_existing_snippets(self) -> None:
-        """Refuse to add features to a folder whose files were cut with other snippet settings
-        (one set, one geometry: training and spot read every file with the same stride)."""
-        for name in self.rows:
-            path = self.feature_path(name)
-            if path.is_file():
-                held = read_recorded(path)
-                fix = f"extract into another --out, or pass --snippet {held.get('snippet_length', self.snippet)} --stride {held.get('stride', self.stride)}"
-                check_recorded(path, held, self.snippet, self.stride, "this extraction uses", fix)
-                return
-
-    @staticmethod
-    def _read_rows(path: Path) -> dict[str, dict[str, str]]:
-        if not path.exists():
-            return {}
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as handle:
-                reader = csv.DictReader(handle)
-                header = [h.strip() for h in reader.fieldnames or []]
-                if sorted(header) != sorted(VIDEO_COLUMNS):
-                    found = ",".join(header) or "(none)"
-                    raise LayoutError(f"{path}: header {found} is not {','.join(VIDEO_COLUMNS)}; refusing to merge into it")
-                rows = {}
-                for row in reader:
-                    row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-                    if row.get("video"):
-                        rows[row["video"]] = row
-                return rows
-        except UnicodeDecodeError as err:
-            raise LayoutError(f"{path}: not a UTF-8 text file ({err.reason})") from None
-
-    def feature_path(self, name: str) -> Path:
-        """Where the features of video ``name`` go."""
-        return self.root / "features" / f"{name}.npz"
-
-    def has(self, name: str) -> bool:
-        """Whether ``name`` already has a row and a feature file."""
-        return name in self.rows and self.feature_path(name).is_file()
-
-    def write(self, name: str, subject: str, features: VideoFeatures) -> None:
-        """Write one video's features (with the snippet settings and fps they were cut with, so a
-        reader with other settings refuses them), then its row (both atomically), so the folder
-        stays a valid layout."""
-        record = recorded_arrays(self.snippet, self.stride, features.fps)
-        io.save_npz(self.feature_path(name), rgb=features.rgb, flow=features.flow, **record)
-        self.rows[name] = {"video": name, "subject": subject, "num_frames": str(features.num_frames), "fps": repr(features.fps)}
-        io.write_csv(self.root / "videos.csv", VIDEO_COLUMNS, list(self.rows.values()))
-        if features.region is not None:
-            write_region(self.root, name, features.region, self.crop_rows)
-        if not (self.root / "annotations.csv").exists():
-            io.write_csv(self.root / "annotations.csv", ANNOTATION_COLUMNS, [])
-
-
 def _read_meta(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -286,8 +209,8 @@ class Extractor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _bar(self, desc: str, total: int | None, unit: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit=unit, leave=False, position=1, disable=not self.progress, dynamic_ncols=True)
+    def _bar(self, desc: str, total: int | None, unit: str) -> Progress:
+        return Progress(desc, total, unit, self.progress)
 
     def extract(self, job: VideoJob) -> VideoFeatures:
         """Decode (or reuse the cache), compute flow, run both I3D streams over the whole snippets."""
@@ -422,7 +345,8 @@ def extract_videos(
         for result in results:  # inputs that could not become jobs, reported once the run is sure to start
             if on_result:
                 on_result(result)
-        for job in tqdm(jobs, desc="videos", unit="video", position=0, disable=not progress, dynamic_ncols=True):
+        terminal = sys.stderr.isatty()  # elsewhere each stage writes plain progress lines (pwes.extract.progress)
+        for job in tqdm(jobs, desc="videos", unit="video", position=0, disable=not (progress and terminal), dynamic_ncols=True):
             name, started = job.source.name, time.perf_counter()
             if skip_existing and writer.has(name):
                 result = VideoResult(name, job.source.path, "skipped", "features already present")
