@@ -96,6 +96,23 @@ def test_too_few_faces_fail_naming_the_video_and_some_misses_warn() -> None:
     assert find_face("clip.avi", frames, detector).warnings == ()
 
 
+def test_several_faces_and_a_moving_head_are_warned_about() -> None:
+    frames = [np.zeros((100, 100, 3), np.uint8)] * 5
+    faces = iter([
+        [(30.0, 30.0, 40.0, 40.0), (0.0, 0.0, 10.0, 10.0)],  # a second, smaller face
+        [(30.0, 30.0, 40.0, 40.0)],
+        [(30.0, 30.0, 40.0, 40.0)],
+        [(30.0, 30.0, 40.0, 40.0)],
+        [(5.0, 30.0, 40.0, 40.0)],  # the head moved left, out of the (20, 20, 60, 60) box
+    ])
+    region = find_face("clip.avi", frames, lambda frame: next(faces))
+    assert region.box == (20, 20, 60, 60)  # the medians ignore the smaller face and the one moved frame
+    assert region.warnings == (
+        "more than one face in 1 of 5 sampled frames; the largest was used",
+        "the face reaches beyond the box in 1 of 5 sampled frames (the head moves); check the box picture",
+    )
+
+
 def test_without_dlib_face_auto_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib now raises ImportError
     with pytest.raises(FaceError, match=r"pip install 'pwes\[face\]'"):
