@@ -143,6 +143,8 @@ def draw_box(frame: np.ndarray, box: Box | None, seen: Box, label: str) -> np.nd
         if region is not None:
             x, y, w, h = (v * scale for v in region)
             cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, 2)
-    cv2.putText(image, label, (6, image.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image, label, (6, image.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    (width, height), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    bottom = image.shape[0] - 6
+    cv2.rectangle(image, (2, bottom - height - 4), (10 + width, bottom + base), (0, 0, 0), -1)  # a dark strip keeps it legible
+    cv2.putText(image, label, (6, bottom), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return image
