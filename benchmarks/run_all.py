@@ -8,7 +8,8 @@
    embedded default (`python -m pwes.train fold=<first subject>`, Trainer included); with
    ``--full-run`` also the seconds of a whole default run (`make train`, all 6 folds; about 1-2
    minutes on 2 idle cores), in fp32 and, on a CPU with native bf16, with trainer=cpu_bf16;
-2. feature extraction frames per second, flow and I3D separately (bench_extract.py);
+2. feature extraction frames per second, flow and I3D separately; flow at 1 and 2 workers in one run,
+   with the cores each got and a CPU-bound control (bench_extract.py);
 3. peak memory training on the CAS(ME)^3-sized synthetic set (bench_memory.py; generates ~2.4 GB
    into .cache/synthetic on first use);
 4. the motion-energy baseline on each synthetic preset (motion_energy.py).

@@ -181,8 +181,9 @@ def test_flow_workers_give_the_same_numbers_as_in_process(tmp_path: Path) -> Non
     for workers in (0, 2):
         with FlowComputer(workers) as computer:
             done: list[int] = []
-            computer.compute(tmp_path / "frames.uint8", tmp_path / f"flow{workers}", len(frames), 32, done.append)
-        assert sum(done) == len(frames) - 1
+            stats = computer.compute(tmp_path / "frames.uint8", tmp_path / f"flow{workers}", len(frames), 32, done.append)
+        assert sum(done) == stats.pairs == len(frames) - 1
+        assert 0 < stats.cpu and 0 < stats.wall and stats.rate == pytest.approx(4 / stats.wall)  # CPU time from every process
         results.append(np.array(open_flow(tmp_path / f"flow{workers}", len(frames) - 1, 32), dtype=np.float32))
     np.testing.assert_array_equal(results[0], results[1])
     assert results[0][:, 6:-6, 6:-6, 0].mean() == pytest.approx(STEP / FLOW_BOUND, abs=0.02)

@@ -39,6 +39,8 @@ from pwes.data.batch import NUM_CLASSES, VideoItem, collate
 from pwes.data import csvfile
 from pwes.data.layout import Interval, LayoutError, load_features, read_tables
 from pwes.data.recorded import check_recorded, read_recorded, snippet_count_problem
+from pwes.extract.video import parse_crop_box
+from pwes.extract.face import FACE_MODES
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
 from pwes.spot_plot import Threshold, label_intervals, plot  # noqa: F401 - label_intervals re-exported
@@ -64,6 +66,7 @@ class SpotInput:
     frames_estimated: bool = False
     output: str = ""  # output file stem, unique among the inputs (see output_names)
     annotated: list[Interval] | None = field(default=None, repr=False)  # from an annotations.csv beside the features
+    crop: dict[str, str] | None = None  # the video's crop_boxes.csv row (pwes.extract): where its frames were cut from
 
 
 METADATA_KEYS = ("feature_dims", "snippet_length", "stride", "fps", "proposals")
@@ -126,6 +129,18 @@ def read_annotations(root: Path) -> dict[str, list[Interval]]:
         return {}
 
 
+def read_crop_boxes(root: Path) -> dict[str, dict[str, str]]:
+    """The crop region rows pwes.extract recorded in ``root/crop_boxes.csv`` ({} when absent); a
+    broken file is reported and skipped: spotting does not need it."""
+    from pwes.extract.region import CROP_FILE, read_crop_rows
+
+    try:
+        return read_crop_rows(root / CROP_FILE)
+    except (LayoutError, OSError) as err:
+        print(f"warning: {err}; the crop boxes are not copied into the results", file=sys.stderr)
+        return {}
+
+
 def read_inputs(paths: list[Path], metadata: dict[str, Any], fps_override: float | None, videos_csv: Path | None) -> list[SpotInput]:
     """Feature inputs: .npz files and feature-set folders (videos.csv beside features/). A file
     given twice is read once; every problem is one line naming the file (and line)."""
@@ -146,6 +161,7 @@ def read_inputs(paths: list[Path], metadata: dict[str, Any], fps_override: float
         table = videos_csv or root / "videos.csv"
         rows = read_video_table(table) if table.is_file() else {}
         annotations = read_annotations(root) if videos_csv is None else {}
+        crops = read_crop_boxes(root)
         for file in files:
             if not file.is_file():
                 raise SpotError(f"{file}: file not found")
@@ -163,7 +179,7 @@ def read_inputs(paths: list[Path], metadata: dict[str, Any], fps_override: float
             estimated = frames is None
             num_frames = frames if frames is not None else (rgb.shape[0] - 1) * stride + snippet
             fps = fps_override or fps or recorded.get("fps") or float(metadata["fps"])
-            inputs.append(SpotInput(name, rgb, flow, num_frames, fps, file, estimated, annotated=annotations.get(name)))
+            inputs.append(SpotInput(name, rgb, flow, num_frames, fps, file, estimated, annotated=annotations.get(name), crop=crops.get(name)))
     output_names(inputs)
     return inputs
 
@@ -257,8 +273,16 @@ def write_outputs(out: Path, item: SpotInput, proposals: list[Proposal], thresho
     io.write_csv(out / f"{stem}.csv", ["onset", "offset", "onset_s", "offset_s", "type", "score"], rows)
     io.write_json(out / f"{stem}.json", {
         "video": item.name, "source": str(item.source.resolve()), "checkpoint": str(checkpoint), "fps": item.fps, "num_frames": item.num_frames,
-        "num_frames_estimated": item.frames_estimated, "score_threshold": None if math.isinf(threshold) else threshold, "intervals": rows,
+        "num_frames_estimated": item.frames_estimated, "score_threshold": None if math.isinf(threshold) else threshold,
+        "crop": _crop_record(item.crop), "intervals": rows,
     })
+
+
+def _crop_record(row: dict[str, str] | None) -> dict[str, Any] | None:
+    """A crop_boxes.csv row with its numbers as numbers (None when the features came without one)."""
+    if row is None:
+        return None
+    return {k: (int(v) if v.isdigit() else v or None) for k, v in row.items() if k != "video"}
 
 
 def extract_inputs(paths: list[Path], args: argparse.Namespace, metadata: dict[str, Any]) -> list[Path]:
@@ -272,7 +296,7 @@ def extract_inputs(paths: list[Path], args: argparse.Namespace, metadata: dict[s
     root = args.out / "features-extracted"
     settings = ExtractionSettings(
         snippet=int(metadata["snippet_length"]), stride=int(metadata["stride"]), device=args.device,
-        transform=FrameTransform(resize=args.resize, crop_size=args.crop_size),
+        transform=FrameTransform(resize=args.resize, crop_size=args.crop_size, crop_box=args.crop_box), face=args.face,
     )
     results = extract_videos([str(p) for p in paths], root, args.rgb_weights, args.flow_weights, settings, fps=args.fps)
     failed = [r for r in results if r.status == "failed"]
@@ -305,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-weights", type=Path, default=None, help="I3D flow checkpoint, to spot directly in videos")
     parser.add_argument("--resize", type=int, default=256, help="video inputs: shorter side before the centre crop (as pwes.extract)")
     parser.add_argument("--crop-size", type=int, default=224, help="video inputs: centre crop fed to I3D (as pwes.extract)")
+    parser.add_argument("--crop-box", type=parse_crop_box, default=None, metavar="X,Y,W,H", help="video inputs: fixed region cut from every frame (as pwes.extract; wins over --face)")
+    parser.add_argument("--face", choices=FACE_MODES, default="none", help="video inputs: auto = one detected face box per video (as pwes.extract --face auto; needs pip install 'pwes[face]')")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs in --out that another input wrote (by default only a rerun's own outputs are replaced)")
@@ -334,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                 cut = Threshold(threshold, "set by --threshold" if args.threshold is not None else "calibrated on the training videos' point labels", len(found) - len(proposals))
                 plot(args.out / f"{item.output}.png", item, prediction, proposals, stride, snippet, cut)
             counts = {t: sum(p.type == t for p in proposals) for t in ("ME", "MaE")}
-            print(f"{item.name}: {len(proposals)} interval(s) ({counts['ME']} ME, {counts['MaE']} MaE) -> {args.out / item.output}.csv")
+            region = f" [{item.crop['method']} box {','.join(item.crop[k] for k in ('x', 'y', 'width', 'height'))}]" if item.crop else ""
+            print(f"{item.name}{region}: {len(proposals)} interval(s) ({counts['ME']} ME, {counts['MaE']} MaE) -> {args.out / item.output}.csv")
     except (SpotError, LayoutError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -13,19 +13,10 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
+from pwes.extract.face import DEFAULT_MARGIN, DEFAULT_SAMPLES, FACE_MODES
 from pwes.extract.flow import FlowWorkerError
 from pwes.extract.pipeline import SUBJECT_RULES, ExtractionSettings, VideoResult, extract_videos
-from pwes.extract.video import FrameTransform
-
-
-def _crop_box(text: str) -> tuple[int, int, int, int]:
-    try:
-        box = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X,Y,WIDTH,HEIGHT in whole pixels, got {text!r}") from None
-    if len(box) != 4:
-        raise argparse.ArgumentTypeError(f"expected 4 numbers X,Y,WIDTH,HEIGHT, got {text!r}")
-    return box  # type: ignore[return-value]
+from pwes.extract.video import FrameTransform, parse_crop_box
 
 
 def _default_workers() -> int:
@@ -55,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes for TV-L1 flow; 0 = this process with OpenCV's threads (default: all CPUs)")  # fmt: skip
     add("--resize", type=int, default=256, metavar="PX", help="shorter side after resizing (default 256)")
     add("--crop-size", type=int, default=224, metavar="PX", help="side of the centre crop fed to I3D (default 224)")
-    add("--crop-box", type=_crop_box, metavar="X,Y,W,H", help="fixed region (e.g. the face) cut from every source frame before resizing")
+    add("--crop-box", type=parse_crop_box, metavar="X,Y,W,H", help="fixed region (e.g. the face) cut from every source frame before resizing; wins over --face")
+    add("--face", choices=FACE_MODES, default="none",
+        help="auto: detect the face on sampled frames and cut one fixed square box per video (needs pip install 'pwes[face]'); none: the whole frame (default)")  # fmt: skip
+    add("--face-margin", type=float, default=DEFAULT_MARGIN, metavar="F",
+        help=f"--face auto: padding on each side as a share of the detected face's size (default {DEFAULT_MARGIN})")  # fmt: skip
+    add("--face-samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
+        help=f"--face auto: frames, spread evenly over the video, that the detector looks at (default {DEFAULT_SAMPLES})")  # fmt: skip
     add("--fps", type=float, help="frame rate for videos.csv; required for frame folders, overrides the container's rate")
     add("--subject", help="subject id for every input (default: derived, see --subject-from)")
     add("--subject-from", choices=SUBJECT_RULES, default="parent",
@@ -74,12 +71,15 @@ def _report(result: VideoResult) -> None:
     elif result.status == "skipped":
         tqdm.write(f"skipped {result.name}: {result.message}")
     else:
-        tqdm.write(f"ok {result.name}: {result.num_frames} frames, {result.num_snippets} snippets, {result.seconds:.1f} s")
+        where = f", {result.crop}" if result.crop else ""
+        tqdm.write(f"ok {result.name}: {result.num_frames} frames, {result.num_snippets} snippets{where}, {result.seconds:.1f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, extract, print; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.crop_box is not None and args.face != "none":
+        print(f"warning: --crop-box {','.join(map(str, args.crop_box))} is used for every video; --face {args.face} is not", file=sys.stderr)
     try:
         settings = ExtractionSettings(
             snippet=args.snippet,
@@ -88,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             device=args.device,
             workers=args.workers,
+            face=args.face,
+            face_margin=args.face_margin,
+            face_samples=args.face_samples,
         )
         results = extract_videos(
             args.inputs,

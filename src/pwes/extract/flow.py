@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -62,15 +64,32 @@ def open_flow(path: str | os.PathLike, num_pairs: int, size: int, mode: str = "r
     return np.memmap(path, dtype=FLOW_DTYPE, mode=mode, shape=(num_pairs, size, size, 2))
 
 
-def _flow_range(frames_path: str, flow_path: str, num_frames: int, size: int, start: int, stop: int, bound: float) -> int:
-    """Compute flows ``start..stop-1`` into the flow file (opened by each worker itself); returns the count."""
+@dataclass(frozen=True)
+class FlowStats:
+    """What one :meth:`FlowComputer.compute` took: pairs, wall seconds, and the CPU seconds the
+    TV-L1 calls used in all processes together (``cpu / wall`` is how many cores it actually got)."""
+
+    pairs: int
+    wall: float
+    cpu: float
+
+    @property
+    def rate(self) -> float:
+        """Frame pairs per wall-clock second."""
+        return self.pairs / self.wall if self.wall > 0 else float("inf")
+
+
+def _flow_range(frames_path: str, flow_path: str, num_frames: int, size: int, start: int, stop: int, bound: float) -> tuple[int, float]:
+    """Compute flows ``start..stop-1`` into the flow file (opened by each worker itself); returns
+    the count and the CPU seconds this process spent on them."""
+    started = time.process_time()
     frames = open_frames(frames_path, num_frames, size)
     flow = open_flow(flow_path, num_frames - 1, size, mode="r+")
     for i in range(start, stop):
         flow[i] = scale_flow(tvl1_flow(frames[i], frames[i + 1]), bound)
     flow.flush()
     del flow
-    return stop - start
+    return stop - start, time.process_time() - started
 
 
 def _init_worker() -> None:
@@ -115,7 +134,7 @@ class FlowComputer:
         num_frames: int,
         size: int,
         on_progress: Callable[[int], None] | None = None,
-    ) -> None:
+    ) -> FlowStats:
         """Write the scaled flow of all ``num_frames - 1`` adjacent pairs to ``flow_path``."""
         if num_frames < 2:
             raise ValueError(f"{frames_path}: optical flow needs at least 2 frames, got {num_frames}")
@@ -127,18 +146,21 @@ class FlowComputer:
             (frames_path, flow_path, num_frames, size, start, min(start + per_task, pairs), self.bound)
             for start in range(0, pairs, per_task)
         ]
+        started, cpu = time.perf_counter(), 0.0
         if self._pool is None:
             for task in tasks:
-                done = _flow_range(*task)
+                done, seconds = _flow_range(*task)
+                cpu += seconds
                 if on_progress is not None:
                     on_progress(done)
-            return
+            return FlowStats(pairs, time.perf_counter() - started, cpu)
         pending = {self._pool.submit(_flow_range, *task) for task in tasks}
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    done = future.result()  # re-raises a worker's exception here
+                    done, seconds = future.result()  # re-raises a worker's exception here
+                    cpu += seconds
                     if on_progress is not None:
                         on_progress(done)
         except BrokenProcessPool:
@@ -146,6 +168,7 @@ class FlowComputer:
         finally:
             for future in pending:
                 future.cancel()
+        return FlowStats(pairs, time.perf_counter() - started, cpu)
 
 
 def flow_file_size(num_frames: int, size: int) -> int:

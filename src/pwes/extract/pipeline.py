@@ -16,9 +16,9 @@ used and removed after the video.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,11 +32,14 @@ import torch
 from tqdm import tqdm
 
 from pwes import io
-from pwes.data.layout import ANNOTATION_COLUMNS, VIDEO_COLUMNS, LayoutError, expected_snippets
-from pwes.data.recorded import check_recorded, read_recorded, recorded_arrays
+from pwes.data.layout import expected_snippets
 from pwes.extract.flow import FLOW_BOUND, FlowComputer, flow_file_size, frames_file_size, open_flow, open_frames
+from pwes.extract.face import DEFAULT_MARGIN, DEFAULT_SAMPLES, FACE_MODES, load_detector
 from pwes.extract.i3d import FEATURE_DIM, InceptionI3d, load_i3d
+from pwes.extract.progress import Progress
+from pwes.extract.region import choose_region
 from pwes.extract.video import FrameTransform, VideoError, VideoSource
+from pwes.extract.writer import FeatureSetWriter, VideoFeatures  # noqa: F401 - FeatureSetWriter is part of this module's interface
 
 CACHE_VERSION = 1
 SUBJECT_RULES = ("parent", "prefix")
@@ -57,6 +60,9 @@ class ExtractionSettings:
     device: str = "cpu"
     workers: int = 0
     flow_bound: float = FLOW_BOUND
+    face: str = "none"  # "auto": one detected face box per video (pwes.extract.face); a transform crop box wins
+    face_margin: float = DEFAULT_MARGIN
+    face_samples: int = DEFAULT_SAMPLES
 
     def __post_init__(self) -> None:
         if self.snippet < 1:
@@ -67,6 +73,12 @@ class ExtractionSettings:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.face not in FACE_MODES:
+            raise ValueError(f"face must be one of {', '.join(FACE_MODES)}, got {self.face!r}")
+        if not 0 <= self.face_margin <= 2:
+            raise ValueError(f"face margin must be between 0 and 2 (a share of the face's size per side), got {self.face_margin}")
+        if self.face_samples < 1:
+            raise ValueError(f"face samples must be >= 1, got {self.face_samples}")
 
     @property
     def step(self) -> int:
@@ -84,17 +96,6 @@ class VideoJob:
 
 
 @dataclass(frozen=True)
-class VideoFeatures:
-    """One video's snippet features and what videos.csv needs to know about it."""
-
-    rgb: np.ndarray  # float32 [T, 1024]
-    flow: np.ndarray  # float32 [T, 1024]
-    num_frames: int  # decoded frames, the last one included
-    fps: float
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class VideoResult:
     """What happened to one input: status ``ok``, ``skipped`` or ``failed`` (with a one-line message)."""
 
@@ -106,6 +107,7 @@ class VideoResult:
     num_snippets: int = 0
     seconds: float = 0.0
     warnings: tuple[str, ...] = ()
+    crop: str = ""  # e.g. "face-auto box 39,25,79,79"
 
 
 def snippet_starts(num_frames: int, snippet: int, stride: int) -> list[int]:
@@ -155,69 +157,6 @@ def plan_jobs(
     return jobs, failed
 
 
-class FeatureSetWriter:
-    """Adds videos to a feature-set folder: ``features/<video>.npz``, merged ``videos.csv``, ``annotations.csv``.
-
-    Rows of other videos already in ``videos.csv`` are kept; a video extracted again replaces its row.
-    """
-
-    def __init__(self, root: str | os.PathLike, snippet: int, stride: int) -> None:
-        self.root = Path(root).expanduser()
-        self.snippet, self.stride = snippet, stride
-        self.rows: dict[str, dict[str, str]] = self._read_rows(self.root / "videos.csv")
-        self._check_existing_snippets()
-
-    def _check_existing_snippets(self) -> None:
-        """Refuse to add features to a folder whose files were cut with other snippet settings
-        (one set, one geometry: training and spot read every file with the same stride)."""
-        for name in self.rows:
-            path = self.feature_path(name)
-            if path.is_file():
-                held = read_recorded(path)
-                fix = f"extract into another --out, or pass --snippet {held.get('snippet_length', self.snippet)} --stride {held.get('stride', self.stride)}"
-                check_recorded(path, held, self.snippet, self.stride, "this extraction uses", fix)
-                return
-
-    @staticmethod
-    def _read_rows(path: Path) -> dict[str, dict[str, str]]:
-        if not path.exists():
-            return {}
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as handle:
-                reader = csv.DictReader(handle)
-                header = [h.strip() for h in reader.fieldnames or []]
-                if sorted(header) != sorted(VIDEO_COLUMNS):
-                    found = ",".join(header) or "(none)"
-                    raise LayoutError(f"{path}: header {found} is not {','.join(VIDEO_COLUMNS)}; refusing to merge into it")
-                rows = {}
-                for row in reader:
-                    row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-                    if row.get("video"):
-                        rows[row["video"]] = row
-                return rows
-        except UnicodeDecodeError as err:
-            raise LayoutError(f"{path}: not a UTF-8 text file ({err.reason})") from None
-
-    def feature_path(self, name: str) -> Path:
-        """Where the features of video ``name`` go."""
-        return self.root / "features" / f"{name}.npz"
-
-    def has(self, name: str) -> bool:
-        """Whether ``name`` already has a row and a feature file."""
-        return name in self.rows and self.feature_path(name).is_file()
-
-    def write(self, name: str, subject: str, features: VideoFeatures) -> None:
-        """Write one video's features (with the snippet settings and fps they were cut with, so a
-        reader with other settings refuses them), then its row (both atomically), so the folder
-        stays a valid layout."""
-        record = recorded_arrays(self.snippet, self.stride, features.fps)
-        io.save_npz(self.feature_path(name), rgb=features.rgb, flow=features.flow, **record)
-        self.rows[name] = {"video": name, "subject": subject, "num_frames": str(features.num_frames), "fps": repr(features.fps)}
-        io.write_csv(self.root / "videos.csv", VIDEO_COLUMNS, list(self.rows.values()))
-        if not (self.root / "annotations.csv").exists():
-            io.write_csv(self.root / "annotations.csv", ANNOTATION_COLUMNS, [])
-
-
 def _read_meta(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -256,6 +195,8 @@ class Extractor:
         }
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self.progress = progress
+        # a crop box wins over --face, so the detector is only loaded (and dlib only needed) without one
+        self.detect = load_detector() if settings.face == "auto" and settings.transform.crop_box is None else None
         self.flow = FlowComputer(settings.workers, settings.flow_bound)
 
     def close(self) -> None:
@@ -268,15 +209,17 @@ class Extractor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _bar(self, desc: str, total: int | None, unit: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit=unit, leave=False, position=1, disable=not self.progress, dynamic_ncols=True)
+    def _bar(self, desc: str, total: int | None, unit: str) -> Progress:
+        return Progress(desc, total, unit, self.progress)
 
     def extract(self, job: VideoJob) -> VideoFeatures:
         """Decode (or reuse the cache), compute flow, run both I3D streams over the whole snippets."""
         source, s = job.source, self.settings
+        region = choose_region(source, s.transform, self.detect, s.face_margin, s.face_samples)
         with _work_folder(self.cache_dir, source.name) as folder:
             meta_path = folder / "meta.json"
-            num_frames, fps, warnings = self._frames(job, folder, meta_path)
+            num_frames, fps, warnings = self._frames(job, region.transform(s.transform), folder, meta_path)
+            warnings = [*region.warnings, *warnings]
             if num_frames - 1 < s.snippet:
                 raise ExtractionError(
                     f"{source.path}: {num_frames} frame(s), shorter than one snippet ({s.snippet} frames plus one for the optical flow)"
@@ -290,11 +233,11 @@ class Extractor:
                 rgb = self._features("rgb", frames, starts, bar.update)
                 flow = self._features("flow", flows, starts, bar.update)
             del frames, flows  # release the memory maps before a temporary folder is removed
-        return VideoFeatures(rgb, flow, num_frames, fps, tuple(warnings))
+        return VideoFeatures(rgb, flow, num_frames, fps, tuple(warnings), region)
 
-    def _frames(self, job: VideoJob, folder: Path, meta_path: Path) -> tuple[int, float, list[str]]:
-        """Decode and transform every frame into ``frames.uint8`` unless the cache already holds them."""
-        source, transform = job.source, self.settings.transform
+    def _frames(self, job: VideoJob, transform: FrameTransform, folder: Path, meta_path: Path) -> tuple[int, float, list[str]]:
+        """Decode and ``transform`` every frame into ``frames.uint8`` unless the cache already holds them."""
+        source = job.source
         key = {
             "version": CACHE_VERSION,
             "source": str(source.path.resolve()),
@@ -402,7 +345,8 @@ def extract_videos(
         for result in results:  # inputs that could not become jobs, reported once the run is sure to start
             if on_result:
                 on_result(result)
-        for job in tqdm(jobs, desc="videos", unit="video", position=0, disable=not progress, dynamic_ncols=True):
+        terminal = sys.stderr.isatty()  # elsewhere each stage writes plain progress lines (pwes.extract.progress)
+        for job in tqdm(jobs, desc="videos", unit="video", position=0, disable=not (progress and terminal), dynamic_ncols=True):
             name, started = job.source.name, time.perf_counter()
             if skip_existing and writer.has(name):
                 result = VideoResult(name, job.source.path, "skipped", "features already present")
@@ -411,8 +355,10 @@ def extract_videos(
                     features = extractor.extract(job)
                     writer.write(name, job.subject, features)
                     seconds = time.perf_counter() - started
+                    region = features.region
+                    crop = f"{region.method} box {','.join(map(str, region.box))}" if region is not None else ""
                     result = VideoResult(
-                        name, job.source.path, "ok", "", features.num_frames, len(features.rgb), seconds, features.warnings
+                        name, job.source.path, "ok", "", features.num_frames, len(features.rgb), seconds, features.warnings, crop
                     )
                 except (ValueError, OSError, cv2.error) as err:  # VideoError, ExtractionError, file system, OpenCV
                     message = " ".join(str(err).split())  # one line, whatever OpenCV put in it

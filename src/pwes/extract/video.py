@@ -8,8 +8,9 @@ the optical flow then reports as expression.
 
 from __future__ import annotations
 
+import argparse
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,17 @@ import numpy as np
 # the importers count a frame folder's frames with the same rule, so both agree on num_frames
 from pwes.data.importers.common import natural_key
 from pwes.data.importers.features import IMAGE_SUFFIXES
+
+
+def parse_crop_box(text: str) -> tuple[int, int, int, int]:
+    """``X,Y,WIDTH,HEIGHT`` (whole source pixels) from the command line, for argparse's ``type=``."""
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y,WIDTH,HEIGHT in whole pixels, got {text!r}") from None
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected 4 numbers X,Y,WIDTH,HEIGHT, got {text!r}")
+    return box  # type: ignore[return-value]
 
 
 class VideoError(ValueError):
@@ -81,29 +93,60 @@ class VideoSource:
         """Decode every frame as RGB ``uint8 [H, W, 3]``; all frames must share one size."""
         shape: tuple[int, ...] | None = None
         for where, frame in self._raw_frames():
-            if frame.ndim == 2:
-                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-            elif frame.shape[2] == 4:
-                frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-            else:
-                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            frame = _to_rgb(frame)
             if shape is None:
                 shape = frame.shape
             elif frame.shape != shape:
                 raise VideoError(f"{where}: frame is {frame.shape[1]}x{frame.shape[0]}, the first frame is {shape[1]}x{shape[0]}")
             yield frame
 
+    def sample_frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, RGB ``uint8 [H, W, 3]``) for the frames at ``indices`` (ascending) that exist.
+
+        A video is read in order once, decoding only the wanted frames fully (``grab`` skips the
+        others' colour conversion); frame folders read just those files. Indices past the last
+        frame are left out, so a container that over-reports its frame count gives fewer samples.
+        """
+        wanted = sorted(set(int(i) for i in indices))
+        if not wanted:
+            return
+        if self.is_frame_folder:
+            files = self.frame_files()
+            for index in wanted:
+                if index < len(files):
+                    yield index, _to_rgb(self._read_image(files[index]))
+            return
+        capture = self._open()
+        try:
+            position, pending = 0, iter(wanted)
+            target = next(pending)
+            while target is not None:
+                if not capture.grab():
+                    break
+                if position == target:
+                    ok, frame = capture.retrieve()
+                    if ok and frame is not None:
+                        yield position, _to_rgb(frame)
+                    target = next(pending, None)
+                position += 1
+        finally:
+            capture.release()
+
+    @staticmethod
+    def _read_image(file: Path) -> np.ndarray:
+        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        if image is None or image.size == 0:
+            raise VideoError(f"{file}: unreadable frame image")
+        if image.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the top 8 bits
+            image = (image >> 8).astype(np.uint8)
+        elif image.dtype != np.uint8:
+            raise VideoError(f"{file}: unsupported pixel type {image.dtype}, expected 8- or 16-bit images")
+        return image
+
     def _raw_frames(self) -> Iterator[tuple[str, np.ndarray]]:
         if self.is_frame_folder:
             for file in self.frame_files():
-                image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
-                if image is None or image.size == 0:
-                    raise VideoError(f"{file}: unreadable frame image")
-                if image.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the top 8 bits
-                    image = (image >> 8).astype(np.uint8)
-                elif image.dtype != np.uint8:
-                    raise VideoError(f"{file}: unsupported pixel type {image.dtype}, expected 8- or 16-bit images")
-                yield str(file), image
+                yield str(file), self._read_image(file)
             return
         capture = self._open()
         try:
@@ -118,6 +161,15 @@ class VideoSource:
             capture.release()
         if index == 0:
             raise VideoError(f"{self.path}: no frame could be decoded (unsupported codec or damaged file)")
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    """OpenCV's grey, BGR or BGRA ``uint8`` image as RGB."""
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 @dataclass(frozen=True)
@@ -149,3 +201,13 @@ class FrameTransform:
             frame = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
         top, left = (new_h - self.crop_size) // 2, (new_w - self.crop_size) // 2
         return np.ascontiguousarray(frame[top : top + self.crop_size, left : left + self.crop_size])
+
+    def seen_region(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The part of a ``width`` x ``height`` source frame that the centre crop keeps (x, y, w, h,
+        source pixels, rounded): what I3D sees, for drawing on the frame."""
+        x0, y0, w, h = self.crop_box if self.crop_box is not None else (0, 0, width, height)
+        scale = self.resize / min(h, w)
+        new_w, new_h = max(self.crop_size, round(w * scale)), max(self.crop_size, round(h * scale))
+        sx, sy = w / new_w, h / new_h
+        left, top = (new_w - self.crop_size) // 2, (new_h - self.crop_size) // 2
+        return round(x0 + left * sx), round(y0 + top * sy), round(self.crop_size * sx), round(self.crop_size * sy)
