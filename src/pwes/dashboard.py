@@ -30,6 +30,7 @@ import yaml
 from omegaconf import DictConfig
 
 from pwes.config import ConfigError, to_container
+from pwes.tracking import DASHBOARD_KEYS, is_wandb, wandb_environment  # noqa: F401 - DASHBOARD_KEYS re-exported
 from pwes.data.layout import FeatureSet
 from pwes.evaluation.calibration import apply_threshold
 from pwes.evaluation.megc import MatchConfig, matched_ground_truth, read_proposals_csv, score
@@ -38,8 +39,6 @@ from pwes.spot_plot import Threshold, VideoFacts, plot
 
 log = logging.getLogger("pwes")
 
-# Settings of conf/logger/wandb.yaml that pwes reads itself (never handed to WandbLogger).
-DASHBOARD_KEYS = ("videos_per_fold",)
 MAPS = "maps"  # the fold folder's picture folder and the logged keys' prefix
 # Overrides that name no setting of the model or data (the run folder's name leaves them out too).
 NOT_SETTINGS = ("resume", "print_metrics", "logger", "trainer.enable_progress_bar", "hydra.", "sweep_name", "run_name")
@@ -57,8 +56,6 @@ PROPOSAL_COLUMNS = ("fold", "video", "onset", "offset", "onset_s", "offset_s", "
 def videos_per_fold(logger_cfg: DictConfig | None) -> int:
     """How many test videos per fold get a picture: ``logger.videos_per_fold`` of a W&B logger
     (0 for any other logger, so CSV and no-logger runs draw nothing)."""
-    from pwes.tracking import is_wandb
-
     if not is_wandb(logger_cfg):
         return 0
     count = logger_cfg.get("videos_per_fold", 0)
@@ -205,6 +202,7 @@ def log_protocol(cfg: DictConfig, run_dir: Path, group: str, subjects: Sequence[
     settings = to_container(cfg.logger)
     run_id = protocol_run_id(run_dir)
     offline = bool(settings.get("offline", True))
+    wandb_environment(run_dir)
     if offline:
         drop_offline_copies(run_dir / "wandb", run_id)
     config = flat_config({k: v for k, v in to_container(cfg).items() if k != "run_dir"}, job_overrides())
@@ -225,3 +223,45 @@ def log_protocol(cfg: DictConfig, run_dir: Path, group: str, subjects: Sequence[
         raise
     run.finish(exit_code=0)
     log.info("W&B protocol run %s (%s) in %s", run.name, run_id, run_dir / "wandb")
+
+
+# -------------------------------------------------------------------------------- report run
+def sweep_wandb_settings(sweep_dir: Path) -> dict[str, Any] | None:
+    """The W&B logger settings of the sweep's jobs (the first job's config.yaml), None when its
+    jobs did not log to W&B."""
+    for config_path in sorted(sweep_dir.glob("*/config.yaml")):
+        logger = (yaml.safe_load(config_path.read_text()) or {}).get("logger") or {}
+        return logger if str(logger.get("_target_") or "").endswith("WandbLogger") else None
+    return None
+
+
+def log_report(sweep_dir: Path, settings: Mapping[str, Any]) -> str:
+    """One ``job_type=report`` run for the sweep (id from its folder; a rerun replaces it):
+    report.png as ``report/plot`` and report.csv as the table ``report/table``. Returns a line
+    naming it."""
+    import csv
+
+    import wandb
+
+    run_id = "report-" + hashlib.sha256(str(sweep_dir.resolve()).encode()).hexdigest()[:20]
+    offline = bool(settings.get("offline", True))
+    wandb_environment(sweep_dir)
+    if offline:
+        drop_offline_copies(sweep_dir / "wandb", run_id)
+    with (sweep_dir / "report.csv").open(newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    run = wandb.init(
+        project=settings.get("project"), entity=settings.get("entity"), tags=list(settings.get("tags") or []), dir=str(sweep_dir),
+        id=run_id, resume="allow", name=f"{sweep_dir.name}/report", group=sweep_dir.name, job_type="report", mode="offline" if offline else "online",
+        config={"sweep_name": sweep_dir.name},
+    )
+    try:
+        logged: dict[str, Any] = {"report/table": wandb.Table(columns=header, data=rows)}
+        if (sweep_dir / "report.png").exists():
+            logged["report/plot"] = wandb.Image(str(sweep_dir / "report.png"), caption=sweep_dir.name)
+        run.log(logged)
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish(exit_code=0)
+    return f"W&B report run {sweep_dir.name}/report ({run_id}) in {sweep_dir / 'wandb'}" + (f"; upload: wandb sync {sweep_dir / 'wandb'}/offline-run-*" if offline else "")

@@ -12,7 +12,8 @@ import hydra
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from pwes.dashboard import DASHBOARD_KEYS
+# Settings of conf/logger/wandb.yaml that pwes reads itself (pwes.dashboard), never handed to WandbLogger.
+DASHBOARD_KEYS = ("videos_per_fold",)
 
 
 def is_wandb(logger_cfg: DictConfig | None) -> bool:
@@ -30,17 +31,22 @@ def make_logger(logger_cfg: DictConfig | None, run_dir: Path, fold_dir: Path, na
     for key in DASHBOARD_KEYS:  # pwes's own settings, not the logger's
         cfg.pop(key, None)
     if is_wandb(logger_cfg):
-        os.environ.setdefault("WANDB_SILENT", "true")
-        # W&B's side folders (cache, config, staging) stay inside the run folder too.
-        for key, sub in (("WANDB_CACHE_DIR", ".cache"), ("WANDB_CONFIG_DIR", ".config"), ("WANDB_DATA_DIR", ".data")):
-            os.environ[key] = str(run_dir / "wandb" / sub)
-        (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        wandb_environment(run_dir)
         cfg.update(name=name, group=group, job_type=job_type, save_dir=str(run_dir))
     else:
         cfg.update(save_dir=str(fold_dir / "logs"), name="", version="")
     logger = hydra.utils.instantiate(cfg)
     drop_unset_anonymous(logger)
     return logger
+
+
+def wandb_environment(run_dir: Path) -> None:
+    """Quiet W&B, and keep its side folders (cache, config, staging) inside ``run_dir/wandb``
+    with its runs, so nothing is written to the home folder."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    for key, sub in (("WANDB_CACHE_DIR", ".cache"), ("WANDB_CONFIG_DIR", ".config"), ("WANDB_DATA_DIR", ".data")):
+        os.environ[key] = str(run_dir / "wandb" / sub)
+    (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
 
 
 def drop_unset_anonymous(logger: Logger) -> None:
