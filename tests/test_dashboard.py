@@ -74,10 +74,19 @@ def test_pictures_only_under_wandb_and_the_setting_is_checked(tmp_path: Path) ->
     assert "videos_per_fold" not in logger._wandb_init
 
 
+def flush_wandb() -> None:
+    """Shut W&B's service down so every record of the runs this process made is on disk (a run's
+    finish() may return before its writer has flushed; a training process ends, which does this)."""
+    import wandb
+
+    wandb.teardown()
+
+
 def test_a_protocol_run_that_fails_is_never_marked_finished(tmp_path: Path) -> None:
     cfg = OmegaConf.create({"logger": OmegaConf.load(CONF / "logger" / "wandb.yaml"), "fold": "all", "seed": 0})
     with pytest.raises(FileNotFoundError):  # the folds' metrics.json are missing: logging fails midway
         dashboard.log_protocol(cfg, tmp_path, "g", ["s01"], {"calibrated_f1": 0.5}, None, None)  # type: ignore[arg-type]
+    flush_wandb()
     (run,) = read_runs(tmp_path / "wandb")
     assert run.job_type == "protocol" and run.exit_code == 1 and "calibrated_f1" not in run.summary
 
@@ -93,6 +102,7 @@ def test_the_report_of_a_wandb_sweep_is_a_report_run(tmp_path: Path) -> None:
     for _ in range(2):  # a second report replaces the first
         line = dashboard.log_report(sweep, settings)
     assert line.startswith("W&B report run sweep/report (report-") and "wandb sync" in line
+    flush_wandb()
     (run,) = read_runs(sweep / "wandb")
     assert (run.job_type, run.group, run.exit_code) == ("report", "sweep", 0)
     assert run.table("report/table") == {"columns": ["callbacks.mplg.threshold", "seeds", "f1_mean"], "data": [["0.5", "0 1", "0.250000"], ["0.7", "0 1", "0.125000"]]}
