@@ -74,6 +74,16 @@ def test_pictures_only_under_wandb_and_the_setting_is_checked(tmp_path: Path) ->
     assert "videos_per_fold" not in logger._wandb_init
 
 
+def test_videos_with_intervals_are_drawn_first_and_the_title_names_the_threshold() -> None:
+    from types import SimpleNamespace
+
+    feature_set = SimpleNamespace(intervals={"a": [], "b": ["gt"], "c": [], "d": ["gt"]})
+    assert dashboard.picture_videos(["a", "b", "c", "d"], feature_set, 3) == ["b", "d", "a"]  # type: ignore[arg-type]
+    assert dashboard.picture_videos(["a", "b"], feature_set, 0) == []  # type: ignore[arg-type]
+    assert dashboard.threshold_source("train", "points") == "calibrated on the training videos' point labels"
+    assert dashboard.threshold_source("validation", "intervals") == "calibrated on the validation subjects' intervals"
+
+
 def flush_wandb() -> None:
     """Shut W&B's service down so every record of the runs this process made is on disk (a run's
     finish() may return before its writer has flushed; a training process ends, which does this)."""
