@@ -135,7 +135,7 @@ def test_ground_truth_reaches_the_logs_and_never_the_weights() -> None:
     for name, value in with_true.items():
         assert torch.equal(value, with_shuffled[name]) and torch.equal(value, without[name]), name
     # the callback ran and its numbers depend on the ground truth it was given
-    assert len(true_diag.history["attention_auc"]) == 8 and "train/diag/attention_auc" in rec.metrics[-1]
+    assert len(true_diag.history["attention_auc"]) == 8 and "diag/attention_auc" in rec.metrics[-1] and "diag/mae_precision" in rec.metrics[-1]
     assert {"precision_mae", "recall_mae", "bg_purity", "coverage_fg", "coverage_bg"} <= set(true_diag.history)
     assert true_diag.final_values() != shuffled_diag.final_values()
     assert true_diag.final_values()["diag_precision_mae"] > shuffled_diag.final_values()["diag_precision_mae"]
@@ -185,7 +185,7 @@ def test_a_fold_writes_its_diagnostics_and_the_run_pools_them(tmp_path: Path) ->
     assert 0.0 <= fold["diag_attention_auc"] <= 1.0 and "diag_coverage_fg" in fold
     assert metrics is not None and metrics["diag_attention_auc"] == pytest.approx(fold["diag_attention_auc"])
     rows = list(csv.DictReader((tmp_path / "run" / "fold-s2" / "logs" / "metrics.csv").open()))
-    assert any(r.get("train/diag/attention_auc") for r in rows)
+    assert any(r.get("diag/attention_auc") for r in rows) and any(r.get("diag/me_recall") for r in rows)
 
 
 def test_pooling_averages_the_diagnostics_over_folds(feature_root: Path, tmp_path: Path) -> None:
@@ -210,3 +210,12 @@ def test_the_report_shows_the_diagnostics(tmp_path: Path) -> None:
     assert "| 0,1 | 0.500 ± 0.000 (n=2) |" in text and "| 0.700 ± 0.141 (n=2) |" in text
     row = next(csv.DictReader((sweep / "report.csv").open()))
     assert (row["diag_attention_auc_mean"], row["diag_attention_auc_n"]) == ("0.700000", "2")
+
+
+def test_logged_keys_share_one_prefix_and_pair_each_class() -> None:
+    from pwes.callbacks.diagnostics import logged_key
+
+    names = ["precision_me", "recall_me", "precision_mae", "recall_mae", "bg_purity", "coverage_fg", "attention_auc"]
+    keys = [logged_key(n) for n in names]
+    assert keys == ["diag/me_precision", "diag/me_recall", "diag/mae_precision", "diag/mae_recall", "diag/bg_purity", "diag/coverage_fg", "diag/attention_auc"]
+    assert sorted(keys)[3:] == ["diag/mae_precision", "diag/mae_recall", "diag/me_precision", "diag/me_recall"]

@@ -19,6 +19,7 @@ from pwes.evaluation.megc import (
     MatchConfig,
     MEGCMetric,
     match_video,
+    matched_ground_truth,
     read_ground_truth,
     read_proposals_csv,
     score,
@@ -282,3 +283,15 @@ def test_ground_truth_and_untyped_proposals_from_files(tmp_path: Path) -> None:
     (tmp_path / "annotations.csv").write_text("video,subject,onset,apex,offset,type\na,s1,10,,400,ME\n")
     with pytest.raises(LayoutError, match=r"annotations.csv:2: interval \[10, 400\] outside video 'a'"):
         read_ground_truth(tmp_path / "videos.csv", tmp_path / "annotations.csv")
+
+
+def test_matched_ground_truth_names_what_each_proposal_matched() -> None:
+    # IoU 0.5 rule: [0,9] matches [0,9]; [40,49] overlaps [40,59] by 10/20 = 0.5; the lower-scoring
+    # duplicate of [0,9] finds it taken (a false positive); [80,89] is an ME, no MaE proposal takes it
+    truth = [gt(0, 9), gt(40, 59), gt(80, 89, "ME")]
+    props = [prop(0, 9, 0.9), prop(40, 49, 0.5), prop(1, 9, 0.3), prop(80, 89, 0.8)]
+    matches = matched_ground_truth(props, truth)
+    assert matches == [[truth[0]], [truth[1]], [], []]
+    # a score threshold keeps the matches of the proposals it keeps (matching visits them by score)
+    assert matched_ground_truth([props[0], props[1]], truth) == matches[:2]
+    assert sum(map(len, matches)) == match_video(props, truth)["MaE"].tp

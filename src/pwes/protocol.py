@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pwes import interrupt, io, run_folder, tracking
+from pwes import dashboard, interrupt, io, run_folder, tracking
 from pwes.callbacks import diagnostics
 from pwes.config import ConfigError, to_container, validate_run_settings
 from pwes.data.recorded import settings_for_set
@@ -52,6 +52,7 @@ from pwes.scoring import (  # noqa: F401 - the fold stages, also importable from
     pool_folds,
     pooled_validation,
     predict_proposals,
+    predict_videos,
     proposal_config,
     proposals_from_outputs,
     validation_figures,
@@ -210,6 +211,8 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
     started = time.perf_counter()
     proposal_cfg = proposal_config(cfg)
     match = match_config(cfg)
+    pictures = dashboard.videos_per_fold(cfg.get("logger")) if logger is not None else 0
+    failed = True
     try:
         trainer.fit(model, datamodule=datamodule)
         interrupt.check()
@@ -221,19 +224,26 @@ def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fo
         interrupt.check()
         save_checkpoint(trainer, fold_dir / "checkpoints" / "last.ckpt")
         if subject is None:
+            failed = False
             return None
-        proposals = predict_proposals(trainer, model, datamodule.test_set, datamodule.batch_size, feature_set, proposal_cfg)
+        predictions = predict_videos(trainer, model, datamodule.test_set, datamodule.batch_size)
+        proposals = proposals_from_outputs([predictions], feature_set, proposal_cfg)
         metrics = evaluate_fold(proposals, feature_set, datamodule.test_set.videos, calibration, match)
         metrics.update(validation)
         metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(datamodule.test_set)}
         if logger is not None:
             logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=trainer.global_step)
         metrics.update(diagnostics.final_values(callbacks))  # diag_*: pseudo-label/attention figures
+        if pictures:  # W&B only: a few test videos' maps, into the fold folder and its run
+            source = dashboard.threshold_source(match.calibration_source, calibration.rule)
+            paths = dashboard.fold_pictures(fold_dir, predictions, proposals, feature_set, calibration.threshold, source, pictures)
+            dashboard.log_pictures(logger, paths, f"fold {subject}", trainer.global_step)
         write_proposals(fold_dir / "proposals.csv", proposals, feature_set)
         io.write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
+        failed = False
         return FoldResult(subject, metrics, proposals)
     finally:
-        tracking.finish(logger)
+        tracking.finish(logger, failed)
 
 
 def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] | None = None) -> dict[str, float] | None:
@@ -250,6 +260,7 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
     subjects = fold_subjects(feature_set, cfg.fold) if str(cfg.fold) != "none" else []
     # a validation split that would leave a fold nothing to train on is refused before anything is written
     validation_count(check_evaluation_settings(cfg).validation_subjects, len(feature_set.subjects) - (1 if subjects else 0))
+    dashboard.videos_per_fold(cfg.get("logger"))  # a bad logger.videos_per_fold is refused here, not after training
     fingerprint = run_folder.data_fingerprint(feature_set, run_folder.previous_fingerprint(run_dir))
     prepare_run_folder(run_dir, config, bool(cfg.resume), fingerprint)
     if on_accept is not None:
@@ -273,6 +284,8 @@ def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] |
     write_proposals(run_dir / "proposals.csv", proposals, feature_set)
     io.write_json(run_dir / "metrics.json", metrics)
     log.info("pooled over %d fold(s): %s", len(subjects), summary_line(metrics))
+    if tracking.is_wandb(cfg.get("logger")):  # the job's protocol run, once everything is pooled
+        dashboard.log_protocol(cfg, run_dir, group, subjects, metrics, feature_set, match_config(cfg))
     return metrics
 
 

@@ -13,7 +13,8 @@ of rows whose means differ by more than twice their combined spread ``sqrt(s1^2 
 listed. Jobs the sweep defines but that never ran are ``missing``; jobs that left no usable
 metrics.json are ``failed`` (with the reason).
 Writes report.md, report.csv (mean, std, n per figure) and report.png (error bars) into the sweep
-folder.
+folder; when the jobs logged to W&B, also one W&B run of the sweep (``job_type=report``) with the
+table and the plot (pwes.dashboard.log_report; ``--no-wandb`` skips it).
 """
 
 from __future__ import annotations
@@ -396,6 +397,7 @@ def write_report(sweep_dir: Path, warnings: list[str] | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pwes.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder (outputs/multiruns/<name>)")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the report as a W&B run (by default it is, when the jobs logged to W&B)")
     args = parser.parse_args(argv)
     warnings: list[str] = []
     try:
@@ -404,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(text, end="")
+    if not args.no_wandb:  # the jobs logged to W&B: the report becomes a W&B run of the sweep too
+        from pwes.dashboard import log_report, sweep_wandb_settings
+
+        settings = sweep_wandb_settings(args.sweep_dir)
+        if settings is not None:
+            print(log_report(args.sweep_dir, settings), file=sys.stderr)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     return 0

@@ -98,13 +98,19 @@ def write_proposals(path: Path, proposals: Sequence[Proposal], feature_set: Feat
     write_proposals_csv(path, proposals, extras)
 
 
-def predict_proposals(trainer: L.Trainer, model: L.LightningModule, dataset: VideoDataset, batch_size: int, feature_set: FeatureSet, proposal_cfg: ProposalConfig) -> list[Proposal]:
-    """Proposals of every video of ``dataset``, predicted in file order in batches of ``batch_size``
-    (the same batches whether called after training or by pwes.rescore, so the same numbers)."""
+def predict_videos(trainer: L.Trainer, model: L.LightningModule, dataset: VideoDataset, batch_size: int) -> list[Any]:
+    """The model's prediction (maps and video scores) of every video of ``dataset``, in file order,
+    in batches of ``batch_size`` (the same batches whether called after training or by
+    pwes.rescore, so the same numbers)."""
     if len(dataset) == 0:
         return []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    return proposals_from_outputs(trainer.predict(model, dataloaders=loader), feature_set, proposal_cfg)
+    return [pred for batch in trainer.predict(model, dataloaders=loader) or [] for pred in batch]
+
+
+def predict_proposals(trainer: L.Trainer, model: L.LightningModule, dataset: VideoDataset, batch_size: int, feature_set: FeatureSet, proposal_cfg: ProposalConfig) -> list[Proposal]:
+    """Proposals of every video of ``dataset`` (:func:`predict_videos`)."""
+    return proposals_from_outputs([predict_videos(trainer, model, dataset, batch_size)], feature_set, proposal_cfg)
 
 
 def dataset_targets(dataset: VideoDataset, feature_set: FeatureSet) -> dict[str, list[PointTarget]]:

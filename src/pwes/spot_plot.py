@@ -1,4 +1,5 @@
-"""The PNG ``pwes.spot`` writes per input: attention and class activations over time, the spotted
+"""The PNG of one video, written by ``pwes.spot`` per input and by the W&B dashboard for a few
+test videos per fold (pwes.dashboard): attention and class activations over time, the spotted
 intervals shaded and labelled with type and score where a label fits, the annotated intervals
 (when the input's feature set has them) as a band along the bottom in their type's colour, the
 legend below the axes (never over the curves), and, in the title, the score threshold that kept
@@ -6,17 +7,35 @@ or hid the intervals."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from pwes import io
+from pwes.data.layout import Interval
 from pwes.inference.proposals import Proposal
 
-if TYPE_CHECKING:
-    from pwes.spot import SpotInput
+
+class PlotVideo(Protocol):
+    """What a plot needs of its video (``pwes.spot.SpotInput`` and :class:`VideoFacts` have it)."""
+
+    name: str
+    num_frames: int
+    fps: float
+    annotated: Sequence[Interval] | None
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """A video of a feature set as a plot needs it: name, length, frame rate, its intervals."""
+
+    name: str
+    num_frames: int
+    fps: float
+    annotated: Sequence[Interval] | None = None
 
 COLORS = {"ME": "tab:red", "MaE": "tab:blue"}
 SPOTTED_ALPHA, ANNOTATED_ALPHA = 0.2, 0.9  # the legend's swatches use the same as the shading
@@ -51,7 +70,7 @@ def title_text(name: str, shown: int, labelled: int, threshold: Threshold | None
     return text
 
 
-def plot(path: Path, item: SpotInput, prediction: Any, proposals: list[Proposal], stride: int, snippet: int, threshold: Threshold | None = None) -> None:
+def plot(path: Path, item: PlotVideo, prediction: Any, proposals: list[Proposal], stride: int, snippet: int, threshold: Threshold | None = None) -> None:
     """Write the PNG of one input (see the module docstring)."""
     import matplotlib
 

@@ -10,7 +10,9 @@ snippet nearest the interval's middle always is (so an ME shorter than a snippet
 the rule of :func:`pwes.data.points.snippet_intervals`, the one full supervision trains on.
 
 Per training step, over the real snippets of the batch's videos (pooled over the batch), logged
-through ``pl_module.log`` as ``train/diag/<name>`` (W&B and the CSV logger):
+through ``pl_module.log`` under one prefix, ``diag/`` (W&B makes it one panel section), the
+per-class figures as pairs that sort together (``diag/me_precision``, ``diag/me_recall``,
+``diag/mae_precision``, ...; :func:`logged_key`), in W&B and the CSV logger:
 
 * ``precision_me``, ``precision_mae``: share of the snippets the snippet loss treats as foreground
   of the class (target >= 0.5, in the loss) that lie inside an interval of that class;
@@ -52,7 +54,7 @@ from pwes.data.points import snippet_intervals
 from pwes.model.targets import SnippetTargets
 
 CLASS_NAMES = ("me", "mae")
-PREFIX = "train/diag"
+PREFIX = "diag"
 REQUIRED = ("clean_forward", "last_step_targets", "takes_pseudo_labels")
 
 
@@ -102,6 +104,13 @@ def final_values(callbacks: Iterable[Callback]) -> dict[str, float]:
         if isinstance(callback, DiagnosticsCallback):
             out.update(callback.final_values())
     return out
+
+
+def logged_key(name: str) -> str:
+    """The logged key of a figure: ``precision_me`` -> ``diag/me_precision`` (class first, so a
+    class's precision and recall sit side by side), ``bg_purity`` -> ``diag/bg_purity``."""
+    figure, _, kind = name.rpartition("_")
+    return f"{PREFIX}/{kind}_{figure}" if kind in CLASS_NAMES and figure else f"{PREFIX}/{name}"
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -159,7 +168,7 @@ def attention_auc(attention: Tensor, truth: Tensor, mask: Tensor) -> dict[str, f
 
 # ----------------------------------------------------------------------------------- callback
 class DiagnosticsCallback(Callback):
-    """Logs ``train/diag/*`` per training step (module docstring); does nothing until the
+    """Logs ``diag/*`` per training step (module docstring); does nothing until the
     protocol gives it ground truth (:meth:`set_ground_truth`)."""
 
     config_key = "callbacks.diagnostics"
@@ -207,7 +216,7 @@ class DiagnosticsCallback(Callback):
             values.update(pseudo_label_metrics(cpu, truth, mask))
         for name, value in values.items():
             self.history.setdefault(name, []).append(value)
-            pl_module.log(f"{PREFIX}/{name}", value, batch_size=len(batch), on_step=True, on_epoch=False)
+            pl_module.log(logged_key(name), value, batch_size=len(batch), on_step=True, on_epoch=False)
 
     def final_values(self) -> dict[str, float]:
         """``{"diag_<name>": mean over the last final_steps steps where it was defined}``."""

@@ -154,19 +154,20 @@ def _greedy_match(
     g_offset: np.ndarray,
     g_type: np.ndarray,
     config: MatchConfig,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy matching of one video's proposals to its ground truths.
 
-    Returns ``tp_credit`` [P, 2] (ground truths of each type each proposal matched) and
-    ``matched`` [G] bool. Proposals are visited by descending score, ties by onset, offset and
+    Returns ``tp_credit`` [P, 2] (ground truths of each type each proposal matched),
+    ``matched`` [G] bool and ``owner`` [G] (the proposal that matched each, -1 if none). Proposals are visited by descending score, ties by onset, offset and
     input order; a proposal takes the not yet matched ground truth of largest IoU (ties: the
     first in input order).
     """
     num_p, num_g = len(p_onset), len(g_onset)
     tp_credit = np.zeros((num_p, len(EXPRESSION_TYPES)), dtype=np.int64)
     matched = np.zeros(num_g, dtype=bool)
+    owner = np.full(num_g, -1, dtype=np.int64)
     if num_p == 0 or num_g == 0:
-        return tp_credit, matched
+        return tp_credit, matched, owner
     extra = 1 if config.iou_plus_one else 0
     inter = np.clip(np.minimum(p_offset[:, None], g_offset[None]) - np.maximum(p_onset[:, None], g_onset[None]) + extra, 0, None)
     union = (p_offset - p_onset + extra)[:, None] + (g_offset - g_onset + extra)[None] - inter
@@ -185,8 +186,9 @@ def _greedy_match(
         else:
             hits = np.array([int(np.argmax(np.where(candidates, iou[i], -1.0)))])
         matched[hits] = True
+        owner[hits] = i
         tp_credit[i] += np.bincount(g_type[hits], minlength=len(EXPRESSION_TYPES))
-    return tp_credit, matched
+    return tp_credit, matched, owner
 
 
 @dataclass
@@ -224,7 +226,7 @@ def _fp_credit(tp_credit: np.ndarray, p_type: np.ndarray) -> np.ndarray:
 
 def _video_counts(arrays: _VideoArrays, p_type: np.ndarray, config: MatchConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(tp_credit [P, 2], fp_credit [P, 2], tp [2], fn [2]) of one video with proposal types ``p_type``."""
-    tp_credit, matched = _greedy_match(arrays.p_onset, arrays.p_offset, p_type, arrays.p_score, arrays.g_onset, arrays.g_offset, arrays.g_type, config)
+    tp_credit, matched, _ = _greedy_match(arrays.p_onset, arrays.p_offset, p_type, arrays.p_score, arrays.g_onset, arrays.g_offset, arrays.g_type, config)
     num_types = len(EXPRESSION_TYPES)
     tp = np.bincount(arrays.g_type[matched], minlength=num_types)
     fn = np.bincount(arrays.g_type[~matched], minlength=num_types)
@@ -243,6 +245,22 @@ def match_video(proposals: Sequence[Proposal], ground_truth: Sequence[Interval],
     _, fp_credit, tp, fn = _video_counts(arrays, arrays.p_type, config)
     fp = fp_credit.sum(axis=0)
     return {kind: Counts(int(tp[c]), int(fp[c]), int(fn[c])) for c, kind in enumerate(EXPRESSION_TYPES)}
+
+
+def matched_ground_truth(proposals: Sequence[Proposal], ground_truth: Sequence[Interval], config: MatchConfig | None = None) -> list[list[Interval]]:
+    """For each proposal of one video (in the given order), the ground truths it matched under
+    ``config`` (the matching :func:`score` counts; empty for a false positive). Matching visits
+    proposals by score, so a score threshold never changes the matches of the proposals it keeps."""
+    config = config or MatchConfig()
+    for p in proposals:
+        _check_proposal(p)
+    arrays = _VideoArrays.build(proposals, ground_truth)
+    _, _, owner = _greedy_match(arrays.p_onset, arrays.p_offset, arrays.p_type, arrays.p_score, arrays.g_onset, arrays.g_offset, arrays.g_type, config)
+    out: list[list[Interval]] = [[] for _ in proposals]
+    for g, i in enumerate(owner.tolist()):
+        if i >= 0:
+            out[i].append(ground_truth[g])
+    return out
 
 
 def _group_by_video(proposals: Iterable[Proposal], ground_truth: Mapping[str, Sequence[Interval]]) -> dict[str, list[Proposal]]:
