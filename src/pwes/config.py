@@ -149,7 +149,8 @@ def settings_without_effect(cfg: DictConfig, overrides: Iterable[str]) -> list[t
     run, judged by the composed config: ``callbacks.<name>`` is not a configured callback (no
     ``_target_``: e.g. added with ``+``), or it is a milestone callback (pseudo labels, DFCL),
     which acts only on a module that takes pseudo labels (``model.supervision=point``;
-    PWESModule.takes_pseudo_labels)."""
+    PWESModule.takes_pseudo_labels), or a loss-term callback (its ``supervisions``: point and
+    video) under full supervision."""
     from hydra.utils import get_class
 
     supervision = str(OmegaConf.select(cfg, "model.supervision", default="point"))
@@ -172,11 +173,14 @@ def settings_without_effect(cfg: DictConfig, overrides: Iterable[str]) -> list[t
         try:
             from pwes.callbacks.base import MilestoneCallback
 
-            milestone = issubclass(get_class(str(callbacks[name]._target_)), MilestoneCallback)
+            cls = get_class(str(callbacks[name]._target_))
+            milestone = issubclass(cls, MilestoneCallback)
         except Exception:  # noqa: BLE001 - an unimportable target is reported when it is built
             continue
-        if milestone:
-            found.append((text, f"the {name} callback does nothing under model.supervision={supervision} (it acts under point supervision only)"))
+        acts_under = tuple(getattr(cls, "supervisions", ("point",)))
+        if milestone and supervision not in acts_under:
+            under = " and ".join(acts_under)
+            found.append((text, f"the {name} callback does nothing under model.supervision={supervision} (it acts under {under} supervision only)"))
     return found
 
 
