@@ -262,3 +262,11 @@ def test_table9_sweeps_the_six_jobs() -> None:
     text = (ROOT / "experiments" / "table9.yaml").read_text()
     assert "ablation: mplg_dfcl,sfnet,lacp,mcwes,baseline,full" in text
     assert "sweep_name: table9_${dataset.name}" in text
+
+
+def test_an_expand_step_past_the_run_is_refused() -> None:
+    from pwes.config import validate_run_settings
+
+    cfg = compose_train(["ablation=sfnet", "trainer.max_steps=20", "dataset.pretrain_steps=10", "callbacks.sfnet.expand_step=20"])
+    with pytest.raises(ConfigError, match=r"callbacks.sfnet.expand_step=20 must be below trainer.max_steps=20"):
+        validate_run_settings(cfg)

@@ -100,10 +100,11 @@ def validate_run_settings(cfg: DictConfig) -> None:
                 f"steps and would never run; lower dataset.pretrain_steps (e.g. dataset.pretrain_steps={max(max_steps // 2, 0)}) or raise trainer.max_steps"
             )
     for name, callback in (OmegaConf.select(cfg, "callbacks", throw_on_missing=False) or {}).items():
-        if isinstance(callback, DictConfig) and callback.get("start_step") is not None:
-            start = _whole_number(cfg, f"callbacks.{name}.start_step", 0)
-            if start >= max_steps:
-                raise ConfigError(f"callbacks.{name}.start_step={start} must be below trainer.max_steps={max_steps}: the {name} callback would never switch on")
+        for key in ("start_step", "expand_step"):  # expand_step: SF-Net's action-frame mining
+            if isinstance(callback, DictConfig) and callback.get(key) is not None:
+                start = _whole_number(cfg, f"callbacks.{name}.{key}", 0)
+                if start >= max_steps:
+                    raise ConfigError(f"callbacks.{name}.{key}={start} must be below trainer.max_steps={max_steps}: the {name} callback would never switch on")
     resume = cfg.get("resume", True)
     if not isinstance(resume, bool):
         raise ConfigError(f"resume={resume!r} must be true or false")
