@@ -100,10 +100,11 @@ def validate_run_settings(cfg: DictConfig) -> None:
                 f"steps and would never run; lower dataset.pretrain_steps (e.g. dataset.pretrain_steps={max(max_steps // 2, 0)}) or raise trainer.max_steps"
             )
     for name, callback in (OmegaConf.select(cfg, "callbacks", throw_on_missing=False) or {}).items():
-        if isinstance(callback, DictConfig) and callback.get("start_step") is not None:
-            start = _whole_number(cfg, f"callbacks.{name}.start_step", 0)
-            if start >= max_steps:
-                raise ConfigError(f"callbacks.{name}.start_step={start} must be below trainer.max_steps={max_steps}: the {name} callback would never switch on")
+        for key in ("start_step", "expand_step"):  # expand_step: SF-Net's action-frame mining
+            if isinstance(callback, DictConfig) and callback.get(key) is not None:
+                start = _whole_number(cfg, f"callbacks.{name}.{key}", 0)
+                if start >= max_steps:
+                    raise ConfigError(f"callbacks.{name}.{key}={start} must be below trainer.max_steps={max_steps}: the {name} callback would never switch on")
     resume = cfg.get("resume", True)
     if not isinstance(resume, bool):
         raise ConfigError(f"resume={resume!r} must be true or false")
@@ -149,7 +150,8 @@ def settings_without_effect(cfg: DictConfig, overrides: Iterable[str]) -> list[t
     run, judged by the composed config: ``callbacks.<name>`` is not a configured callback (no
     ``_target_``: e.g. added with ``+``), or it is a milestone callback (pseudo labels, DFCL),
     which acts only on a module that takes pseudo labels (``model.supervision=point``;
-    PWESModule.takes_pseudo_labels)."""
+    PWESModule.takes_pseudo_labels), or a loss-term callback (its ``supervisions``: point and
+    video) under full supervision."""
     from hydra.utils import get_class
 
     supervision = str(OmegaConf.select(cfg, "model.supervision", default="point"))
@@ -172,11 +174,14 @@ def settings_without_effect(cfg: DictConfig, overrides: Iterable[str]) -> list[t
         try:
             from pwes.callbacks.base import MilestoneCallback
 
-            milestone = issubclass(get_class(str(callbacks[name]._target_)), MilestoneCallback)
+            cls = get_class(str(callbacks[name]._target_))
+            milestone = issubclass(cls, MilestoneCallback)
         except Exception:  # noqa: BLE001 - an unimportable target is reported when it is built
             continue
-        if milestone:
-            found.append((text, f"the {name} callback does nothing under model.supervision={supervision} (it acts under point supervision only)"))
+        acts_under = tuple(getattr(cls, "supervisions", ("point",)))
+        if milestone and supervision not in acts_under:
+            under = " and ".join(acts_under)
+            found.append((text, f"the {name} callback does nothing under model.supervision={supervision} (it acts under {under} supervision only)"))
     return found
 
 

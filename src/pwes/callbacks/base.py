@@ -3,7 +3,8 @@ sources the per-batch flow (clean forward -> targets -> ``module.contribute``).
 
 A callback is active on a training batch when ``trainer.global_step >= start_step`` (iteration
 ``start_step``, 0-based, is the first) and the module takes pseudo labels (point supervision; under
-video or full supervision every callback does nothing). The step comes from the trainer, so a run
+video or full supervision every callback does nothing), except a :class:`LossTermCallback`, which
+also acts under video supervision (its loss term needs no pseudo labels). The step comes from the trainer, so a run
 resumed from a checkpoint is active again from its first batch.
 """
 
@@ -34,6 +35,7 @@ class MilestoneCallback(Callback):
     """A callback that acts from ``start_step`` on (the pretraining iterations before it)."""
 
     config_key = "callbacks"  # where its settings live, for error messages
+    supervisions: tuple[str, ...] = ("point",)  # the model.supervision values it acts under
 
     def __init__(self, start_step: int = 0) -> None:
         self.start_step = check_start_step(start_step, self.config_key)
@@ -47,6 +49,23 @@ class MilestoneCallback(Callback):
                 "use it with pwes.model.module.PWESModule"
             )
         return bool(pl_module.takes_pseudo_labels) and trainer.global_step >= self.start_step
+
+
+class LossTermCallback(MilestoneCallback):
+    """A callback that only adds a loss term (no pseudo labels), so it acts under point **and**
+    video supervision (``PWESModule.takes_loss_terms``): a video-level method's own losses, such
+    as MC-WES's consistency terms, are callbacks like this one. Under full supervision it does
+    nothing."""
+
+    supervisions = ("point", "video")
+
+    def active(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+        if not hasattr(pl_module, "takes_loss_terms") or not hasattr(pl_module, "contribute"):
+            raise TypeError(
+                f"{type(self).__name__}: {type(pl_module).__name__} has no takes_loss_terms, contribute; "
+                "use it with pwes.model.module.PWESModule"
+            )
+        return bool(pl_module.takes_loss_terms) and trainer.global_step >= self.start_step
 
 
 class PseudoLabelCallback(MilestoneCallback):

@@ -32,7 +32,9 @@ step, so removing a callback removes its mechanism and nothing is left in the mo
 Callbacks read the batch through :meth:`PWESModule.clean_forward`: the network in eval mode (no
 dropout) under ``torch.no_grad``, computed once per batch and shared; pseudo labels are made from
 it, never from the dropout-perturbed training forward. ``takes_pseudo_labels`` says whether the
-module accepts contributions at all (point supervision only).
+module accepts ``targets`` (point supervision only); ``takes_loss_terms`` whether it accepts a
+``loss_term`` (point and video supervision: a video-level method's own losses, such as MC-WES's
+consistency terms, ride on the same hook; full supervision takes none).
 """
 
 from __future__ import annotations
@@ -221,8 +223,13 @@ class PWESModule(L.LightningModule):
     # ------------------------------------------------------------------------- the callback hook
     @property
     def takes_pseudo_labels(self) -> bool:
-        """Whether callbacks may contribute (point supervision only)."""
+        """Whether callbacks may contribute pseudo-label targets (point supervision only)."""
         return self.supervision == "point"
+
+    @property
+    def takes_loss_terms(self) -> bool:
+        """Whether callbacks may contribute loss terms (point and video supervision)."""
+        return self.supervision in ("point", "video")
 
     @property
     def last_step_targets(self) -> SnippetTargets | None:
@@ -252,8 +259,10 @@ class PWESModule(L.LightningModule):
     ) -> None:
         """Hand the next training step pseudo-label ``targets`` and/or a ``loss_term`` (see the
         module docstring). ``name`` names the contributor and the logged term."""
-        if not self.takes_pseudo_labels:
-            raise RuntimeError(f"{name}: the module takes no contributions under supervision={self.supervision!r}")
+        if targets is not None and not self.takes_pseudo_labels:
+            raise RuntimeError(f"{name}: the module takes no pseudo labels under supervision={self.supervision!r}")
+        if loss_term is not None and not self.takes_loss_terms:
+            raise RuntimeError(f"{name}: the module takes no loss terms under supervision={self.supervision!r}")
         if targets is not None:
             if self._contributions.targets is not None and self._contributions.targets_from != name:
                 raise ConfigError(
