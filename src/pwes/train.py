@@ -126,13 +126,19 @@ def fail(err: Exception, record: HydraRecord | None = None, guard: RunFolderGuar
             guard.restore()
     print(f"error: {err}", file=sys.stderr)
     if HydraConfig.get().mode.name == "MULTIRUN":
-        raise JobRefused("refused, see its error: line above") from err
+        raise JobRefused("refused, see its error: line above", reason=str(err)) from err
     sys.exit(2)
 
 
 class JobRefused(CompactHydraException):
     """A multirun job that printed its one-line error: Hydra fails the job and, when the jobs
-    have run, names it without a traceback (a compact Hydra error prints just its message)."""
+    have run, names it without a traceback (a compact Hydra error prints just its message).
+    ``reason`` keeps the error itself: a SLURM job's ``error:`` line is in its log, not on the
+    console, and the pooling step lists it (pwes.sweep)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def log_to_files(message: str) -> None:
