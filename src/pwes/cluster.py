@@ -109,7 +109,7 @@ class FoldJobSlurmLauncher(SubmititSlurmLauncher):
         watcher = StateWatcher(delay_s=WATCH_SECONDS)
         for job in jobs:
             job.watcher = watcher
-        log.info("submitted %d SLURM job(s) %s; waiting for all of them (submitit logs in %s)", len(jobs), jobs[0].job_id.split("_")[0] if jobs else "", Path(str(params["submitit_folder"])).parent)
+        log.info("submitted %d SLURM job(s) (%s); waiting for all of them (their logs: %s)", len(jobs), ", ".join(j.job_id for j in jobs[:3]) + (", ..." if len(jobs) > 3 else ""), Path(str(params["submitit_folder"])).parent)
         return [self._result(job, list(overrides)) for job, overrides in zip(jobs, job_overrides)]
 
     @staticmethod

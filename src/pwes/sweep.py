@@ -84,7 +84,9 @@ def pool_sweep(sweep_dir: Path, failed: Sequence[tuple[Sequence[str], str]] = ()
             continue
         fold_dirs = [j / f"fold-{c.fold}" for j, c in zip(jobs, configs)]
         done = [d for d in fold_dirs if (d / "metrics.json").exists()]
-        missing = [d.parent.name for d in fold_dirs if d not in done]
+        failed_folds = {entry["fold"] for entry in failures.get(name, [])}
+        # unfinished without a failure to name (a crashed earlier run): listed by folder
+        missing = [d.parent.name for d in fold_dirs if d not in done and d.name[len("fold-"):] not in failed_folds]
         if not done:
             continue
         feature_set = resolve_feature_set(configs[0])
