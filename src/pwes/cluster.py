@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,7 +106,12 @@ class FoldJobSlurmLauncher(SubmititSlurmLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        jobs = executor.map_array(self, *zip(*job_params))
+        try:
+            jobs = executor.map_array(self, *zip(*job_params))
+        except (submitit.core.utils.FailedJobError, OSError) as err:  # sbatch refused (or is missing)
+            text = " ".join(str(err).split()) or type(err).__name__
+            print(f"error: sbatch refused the {len(job_params)} job(s): {text}; check hydra.launcher.partition, account, qos, gpus_per_node/gres, mem_gb and timeout_min (docs/cluster.md)", file=sys.stderr)
+            sys.exit(2)
         watcher = StateWatcher(delay_s=WATCH_SECONDS)
         for job in jobs:
             job.watcher = watcher
