@@ -106,6 +106,10 @@ def test_a_fold_sweep_on_slurm_pools_like_the_local_run(slurm: dict[str, str], l
     sweep = sweep_dir(tmp_path)
     assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 4  # four SLURM jobs returned
     assert "submitted 4 SLURM job(s)" in proc.stdout + proc.stderr
+    [script] = sweep.glob(".submitit/*/*_submission.sh")  # one array (submitit caps %N at its size), sized by the launcher settings
+    text = script.read_text()
+    assert all(line in text for line in ("#SBATCH --array=0-3%4", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=1GB", "export OMP_NUM_THREADS=1"))
+    assert "gpus" not in text and "--partition" not in text
     result = pooled(tmp_path)
     for theta in THETAS:
         assert result[theta]["complete"] and result[theta]["num_folds"] == 2
