@@ -28,7 +28,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from pwes import io
 from pwes.config import run_name_from_overrides
-from pwes.evaluation.megc import MatchConfig
 from pwes.report import ReportError, read_override_list
 
 log = logging.getLogger("pwes")
@@ -70,6 +69,8 @@ def failed_entry(overrides: Sequence[str], reason: str) -> dict[str, str]:
 def pool_sweep(sweep_dir: Path, failed: Sequence[tuple[Sequence[str], str]] = ()) -> dict[str, dict[str, Any]]:
     """Pool every group of single-fold jobs in ``sweep_dir``; returns the pooled figures by group.
     ``failed`` (each failed job's overrides and reason) are listed in their group's figures."""
+    # imported here: Hydra imports this module (hydra_plugins.pwes_plugins) at every start-up
+    from pwes.evaluation.megc import MatchConfig
     from pwes.protocol import pool_folds, resolve_feature_set, write_proposals
 
     failures: dict[str, list[dict[str, str]]] = defaultdict(list)
