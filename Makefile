@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all bench bench-gpu clean
+.PHONY: help install train test test-all test-slurm bench bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,8 +26,11 @@ train: $(STAMP) ## run the main job: all LOSO folds of the embedded synthetic be
 test: $(STAMP) ## run the test suite (fast tests; slow ones are marked and skipped)
 	$(PY) -m pytest -q $(ARGS)
 
-test-all: $(STAMP) ## run every test, the slow end-to-end ones included
+test-all: $(STAMP) ## run every test, the slow end-to-end ones and the SLURM ones (skipped where SLURM is missing) included
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
+
+test-slurm: $(STAMP) ## as root with Debian's slurm-wlm and munge: fold sweeps on a single-node SLURM that tests/slurm/cluster.sh starts and stops (skipped with the reason otherwise)
+	$(PY) -m pytest -q -m slurm -rs tests/test_slurm.py $(ARGS)
 
 bench: $(STAMP) ## print speed and memory figures (training fp32/bf16 and both dropouts, extraction, data memory, motion-energy baseline; ARGS=--full-run also times a whole make train)
 	$(PY) benchmarks/run_all.py $(ARGS)

@@ -5,6 +5,7 @@ cannot be composed) refuses the sweep before anything runs, and the end names th
 from __future__ import annotations
 
 
+import json
 import os
 import signal
 import subprocess
@@ -43,6 +44,24 @@ def test_an_interrupted_ad_hoc_grid_resumes_with_the_same_command(tmp_path: Path
     # the last line names the multirun folder and what it holds
     last = rerun.stdout.strip().splitlines()[-1]
     assert last.startswith(f"multirun folder {sweep}: 2 job(s) finished, each <job>/metrics.json, proposals.csv") and f"python -m pwes.report {sweep}" in last
+
+
+def test_a_failed_fold_job_is_pooled_as_failed_with_its_reason(tmp_path: Path) -> None:
+    proc = run_train(tmp_path, "-m", "logger=none", "fold=s01,s99", "sweep_name=folds", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    reason = "fold='s99' is not a subject of"
+    assert "job #1 failed (" in proc.stderr and f"fold=s99 sweep_name=folds): {reason}" in proc.stderr
+    assert "1 of 2 job(s) failed" in proc.stderr
+    sweep = tmp_path / "outputs" / "multiruns" / "folds"
+    pooled = json.loads((sweep / "pooled" / "metrics.json").read_text())
+    fold = json.loads(next(sweep.glob("0_*/fold-s01/metrics.json")).read_text())
+    assert pooled["num_folds"] == 1 and (pooled["tp"], pooled["fp"], pooled["fn"]) == (fold["tp"], fold["fp"], fold["fn"])
+    assert pooled["complete"] is False and pooled["missing_jobs"] == []
+    [failed] = pooled["failed_jobs"]
+    assert failed["fold"] == "s99" and failed["reason"].startswith(reason) and "fold=s99" in failed["overrides"]
+    assert "INCOMPLETE: 1 failed, 0 unfinished fold job(s) not in these figures" in proc.stdout
+    report = subprocess.run([sys.executable, "-m", "pwes.report", str(sweep)], capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0 and f"NOT IN THESE FIGURES: fold s99 failed: {reason}" in report.stdout, report.stderr[-2000:]
 
 
 def assert_refused(proc: subprocess.CompletedProcess, home: Path) -> str:

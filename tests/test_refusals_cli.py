@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train_cli import TINY, folder_state, one_error_line, run_train
+from pwes.run_folder import RunFolderLock
+from test_train_cli import TINY, finished_tiny, folder_state, one_error_line, run_train  # noqa: F401 - finished_tiny is a fixture
 
 
 def only_line(proc, message: str) -> str:
@@ -18,6 +19,21 @@ def only_line(proc, message: str) -> str:
     assert message in error, error
     assert (proc.stdout + proc.stderr).count(message) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     return error
+
+
+def test_a_run_folder_another_process_writes_is_refused_and_left_alone(finished_tiny: tuple[Path, Path]) -> None:
+    home, run_dir = finished_tiny
+    before = folder_state(run_dir)
+    lock = RunFolderLock(run_dir)  # this test process plays the other writer (a job still running)
+    lock.acquire()
+    try:
+        error = only_line(run_train(home, *TINY, check=False), f"{run_dir} is being written by another pwes process")
+    finally:
+        lock.release()
+    assert "run_name=NEW" in error
+    assert folder_state(run_dir) == before  # nothing read back, rewritten or removed
+    rerun = run_train(home, *TINY)  # once it is free, the same command resumes the folder
+    assert "fold s02: finished earlier, kept" in rerun.stdout + rerun.stderr
 
 
 def test_an_unknown_fold_leaves_no_folder(tmp_path: Path) -> None:

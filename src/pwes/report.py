@@ -375,13 +375,7 @@ def write_report(sweep_dir: Path, warnings: list[str] | None = None) -> str:
     failed = [r for r in rows if r.status == "failed"]
     if failed:
         text += "\nFailed jobs:\n" + "\n".join(f"- {r.folder}: {r.reason}" for r in failed) + "\n"
-    pooled = sweep_dir / "pooled" / "metrics.json"
-    if pooled.exists():
-        metrics, reason = _read_metrics(pooled)
-        if metrics is None:
-            warnings.append(f"{pooled}: {reason.split(': ', 1)[1]}")
-        else:
-            text += "\nPooled over the fold jobs: " + ", ".join(f"{name} {float(metrics[key]):.3f}" for name, key in COLUMNS if _is_number(metrics.get(key))) + "\n"
+    text += pooled_section(sweep_dir, warnings)
     if warnings:
         text += "\nWarnings:\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
     io.write_text(sweep_dir / "report.md", text)
@@ -392,6 +386,27 @@ def write_report(sweep_dir: Path, warnings: list[str] | None = None) -> str:
 
         plot(groups, swept_keys(groups), sweep_dir / "report.png")
     return text
+
+
+def pooled_section(sweep_dir: Path, warnings: list[str]) -> str:
+    """The fold sweep's pooled figures (``pooled/metrics.json``, or one ``pooled/<setting>/``
+    per setting), each with its failed and unfinished fold jobs (pwes.sweep)."""
+    paths = [sweep_dir / "pooled" / "metrics.json"] + sorted((sweep_dir / "pooled").glob("*/metrics.json"))
+    lines = []
+    for path in (p for p in paths if p.exists()):
+        metrics, reason = _read_metrics(path)
+        if metrics is None:
+            warnings.append(f"{path}: {reason.split(': ', 1)[1]}")
+            continue
+        name = "" if path.parent.name == "pooled" else f" {path.parent.name}"
+        figures = ", ".join(f"{label} {float(metrics[key]):.3f}" for label, key in COLUMNS if _is_number(metrics.get(key)))
+        counts = f" (tp={metrics['tp']} fp={metrics['fp']} fn={metrics['fn']}, {metrics.get('num_folds', '?')} folds)" if all(k in metrics for k in ("tp", "fp", "fn")) else ""
+        lines.append(f"- pooled{name}: {figures}{counts}")
+        for job in metrics.get("failed_jobs") or []:
+            lines.append(f"  - NOT IN THESE FIGURES: fold {job.get('fold')} failed: {job.get('reason')}")
+        for folder in metrics.get("missing_jobs") or []:
+            lines.append(f"  - NOT IN THESE FIGURES: {folder} did not finish its fold")
+    return "\nPooled over the fold jobs:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,8 @@ same as a new run (``run_name=NEW``, or delete the folder).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -82,6 +84,7 @@ LEGACY_SETTINGS: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
     "evaluation.point_hit_extent": _legacy(False),
     "evaluation.point_hit_max_seconds": _legacy(None, unless=("evaluation.point_hit_extent", False)),
 }
+LOCK = ".pwes.lock"  # held (fcntl) by the process writing the run folder; empty, never rewritten
 MAX_LISTED = 4  # differences named in one refusal line
 
 
@@ -313,8 +316,9 @@ class RunFolderGuard:
                 stat = path.stat()
                 data = path.read_bytes() if stat.st_size <= SAVED_BYTES and path.suffix != ".ckpt" else None
                 self.files[rel] = (stat.st_size, stat.st_mtime_ns, data)
-        # Hydra makes the folder (and an empty train.log) before pwes runs: then it is new.
-        self.fresh = self.created_top is not None or (not self.folders and all(rel == "train.log" and size == 0 for rel, (size, _, _) in self.files.items()))
+        # Hydra makes the folder (and an empty train.log) before pwes runs, and RunFolderLock its
+        # lock file: then it is new.
+        self.fresh = self.created_top is not None or (not self.folders and all(rel in ("train.log", LOCK) and size == 0 for rel, (size, _, _) in self.files.items()))
 
     def trained(self) -> bool:
         """Whether the command wrote a checkpoint (then its results are kept)."""
@@ -345,6 +349,37 @@ class RunFolderGuard:
                 continue
             path.write_bytes(data)
             os.utime(path, ns=(mtime, mtime))
+
+
+class RunFolderLock:
+    """One writer per run folder: an exclusive ``fcntl`` lock on ``<run folder>/.pwes.lock``, held
+    while the command runs. A second pwes process given the same folder (the same command started
+    twice, or a multirun rerun while its first submission still runs on the cluster) is refused
+    before it reads or writes anything. The kernel (or the NFS lock manager) drops the lock when
+    its process ends, however it ends (a cancelled SLURM job included), so a rerun is never
+    blocked by a stale lock; the empty file stays."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock; :class:`RunFolderError` when another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EACCES, errno.EAGAIN):
+                raise RunFolderError(f"{self.path.parent} is being written by another pwes process (it holds {self.path}): two runs must not write one run folder; wait for that one to end (its folds are then kept), or pass run_name=NEW") from None
+            raise
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock
+            self.fd = None
 
 
 def interrupted_message(run_dir: Path, fold: str) -> str:

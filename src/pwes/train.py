@@ -40,14 +40,30 @@ def quiet_libraries() -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the pooled F1 (for sweepers that optimise it)."""
-    from pwes.protocol import metrics_json_line, run_protocol
-    from pwes.run_folder import HydraRecord, RunFolderGuard, interrupted_message
+    from pwes.run_folder import HydraRecord, RunFolderError, RunFolderLock
 
     quiet_libraries()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    guard = RunFolderGuard(run_dir)  # before anything is written: a refusal puts it back
     record = HydraRecord(cfg, run_dir)  # written once the folder's checks pass (on_accept)
+    lock = RunFolderLock(run_dir)  # one writer per run folder
+    try:
+        lock.acquire()
+    except RunFolderError as err:
+        return fail(err, record)  # nothing put back: the folder is the other process's
+    try:
+        return run(cfg, run_dir, record)
+    finally:
+        lock.release()
+
+
+def run(cfg: DictConfig, run_dir: Path, record: HydraRecord) -> float | None:
+    """The run itself, in a run folder this process holds (see :func:`main`)."""
+    from pwes.protocol import metrics_json_line, run_protocol
+    from pwes.run_folder import RunFolderGuard, interrupted_message
+
+    hydra_cfg = HydraConfig.get()
+    guard = RunFolderGuard(run_dir)  # before anything is written: a refusal puts it back
     for override, reason in settings_without_effect(cfg, list(hydra_cfg.overrides.task)):
         log.warning("%s does nothing in this run: %s", override, reason)
     interrupt = InterruptFlag.install()
@@ -103,13 +119,19 @@ def fail(err: Exception, record: HydraRecord | None = None, guard: RunFolderGuar
             guard.restore()
     print(f"error: {err}", file=sys.stderr)
     if HydraConfig.get().mode.name == "MULTIRUN":
-        raise JobRefused("refused, see its error: line above") from err
+        raise JobRefused("refused, see its error: line above", reason=str(err)) from err
     sys.exit(2)
 
 
 class JobRefused(CompactHydraException):
     """A multirun job that printed its one-line error: Hydra fails the job and, when the jobs
-    have run, names it without a traceback (a compact Hydra error prints just its message)."""
+    have run, names it without a traceback (a compact Hydra error prints just its message).
+    ``reason`` keeps the error itself: a SLURM job's ``error:`` line is in its log, not on the
+    console, and the pooling step lists it (pwes.sweep)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def log_to_files(message: str) -> None:
