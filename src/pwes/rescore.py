@@ -34,7 +34,7 @@ import hydra
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from pwes import io, run_folder
+from pwes import io, run_config, run_folder
 from pwes.config import ConfigError, to_container
 
 log = logging.getLogger("pwes")
@@ -136,7 +136,7 @@ def check_out(out: Path, run_dir: Path, config: dict[str, Any]) -> None:
     previous = out / "config.yaml"
     if previous.is_file() and (out / "rescore.json").is_file():
         old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
-        changed = run_folder.config_differences(old, config)
+        changed = run_config.config_differences(old, config)
         if changed:
             raise RescoreError(f"--out {out}: holds a re-scoring with other settings ({run_folder.listed(changed)}); choose another --out or delete it")
         return

@@ -28,7 +28,7 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,51 +39,11 @@ from omegaconf import DictConfig, OmegaConf
 from pwes import io
 from pwes.config import ConfigError
 from pwes.data.layout import FeatureSet
+from pwes.run_config import config_differences
 
-# Settings that do not change results: ignored when checking that a resumed folder matches.
-# dataset.root is left out because the data itself is compared (fingerprint): moved data resumes.
-NON_RESULT_KEYS = ("logger", "resume", "print_metrics", "paths", "run_name", "sweep_name", "hydra")
-# Dotted keys (and everything below them) that never change results: where the data lives (the
-# fingerprint compares the data itself) and the logged-only diagnostics.
-NON_RESULT_DOTTED = ("dataset.root", "callbacks.diagnostics", "callbacks.grad_share")
-NON_RESULT_TRAINER_KEYS = ("enable_progress_bar", "accelerator", "devices", "log_every_n_steps")
 FINGERPRINT = "fingerprint.json"
 
 
-def _legacy(value: Any, unless: tuple[str, Any] | None = None) -> Callable[[str, Mapping[str, Any]], bool]:
-    """A setting added after run folders existed: absent from an old folder's config, it matches
-    a new config that has ``value`` (what the code did before the setting), or any value while
-    the setting ``unless`` names still has the value that makes it inert."""
-
-    def matches(key: str, new: Mapping[str, Any]) -> bool:
-        if unless is not None and new.get(unless[0]) == unless[1]:
-            return True
-        return new.get(key) == value
-
-    return matches
-
-
-# Settings added since run folders were first fingerprinted, with the value that reproduces the
-# code before them. A finished fold written before a setting existed is resumed when the new
-# config has that value (the same results); any other value is a difference and is refused.
-# Settings whose old behaviour is not available (model.network.dropout_impl=fast changed the
-# numbers; its legacy value is torch) are listed too, so an old folder resumes only with it.
-LEGACY_SETTINGS: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
-    "model.network.topk": _legacy("divisors"),
-    "model.network.topk_seconds": _legacy(None, unless=("model.network.topk", "divisors")),
-    "model.network.topk_fps": _legacy(None, unless=("model.network.topk", "divisors")),
-    "model.network.topk_stride": _legacy(None, unless=("model.network.topk", "divisors")),
-    "model.network.dropout_impl": _legacy("torch"),
-    "callbacks.mplg.weights_in_loss": _legacy(True),
-    "callbacks.mplg.coarse_mask_in_loss": _legacy(False),
-    "callbacks.mplg.background": _legacy("lowest_0.6T"),
-    "callbacks.mplg.background_min": _legacy(None, unless=("callbacks.mplg.background", "lowest_0.6T")),
-    "proposals.max_seconds": _legacy(None),
-    "evaluation.validation_subjects": _legacy(0),
-    "evaluation.calibration_source": _legacy("train"),
-    "evaluation.point_hit_extent": _legacy(False),
-    "evaluation.point_hit_max_seconds": _legacy(None, unless=("evaluation.point_hit_extent", False)),
-}
 LOCK = ".pwes.lock"  # held (fcntl) by the process writing the run folder; empty, never rewritten
 MAX_LISTED = 4  # differences named in one refusal line
 
@@ -133,33 +93,6 @@ def fingerprint_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> l
             parts.append(f"features of video {name!r} ({Path(root) / 'features' / now[name]['file']})")
     parts += [f"video {name!r} removed" for name in before if name not in now]
     return parts
-
-
-def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config that determines results, flattened to dotted keys."""
-    flat = flatten({k: v for k, v in config.items() if k not in NON_RESULT_KEYS})
-    return {k: v for k, v in flat.items() if not any(k == d or k.startswith(d + ".") for d in NON_RESULT_DOTTED) and not (k.startswith("trainer.") and k.split(".", 1)[1] in NON_RESULT_TRAINER_KEYS)}
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are leaves)."""
-    if not isinstance(tree, Mapping) or (prefix and not tree):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``setting: old vs new`` for every result-relevant setting that differs."""
-    a, b = comparable_config(old), comparable_config(new)
-    missing = "(unset)"
-    return [
-        f"{k}: {a.get(k, missing)} vs {b.get(k, missing)}"
-        for k in sorted(set(a) | set(b))
-        if a.get(k, missing) != b.get(k, missing) and not (k not in a and k in LEGACY_SETTINGS and LEGACY_SETTINGS[k](k, b))
-    ]
 
 
 def listed(items: list[str]) -> str:
