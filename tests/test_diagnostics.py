@@ -25,7 +25,8 @@ from pwes.callbacks.diagnostics import (
 )
 from pwes.config import ConfigError
 from pwes.data.layout import load_feature_set
-from pwes.evaluation.megc import MatchConfig, write_proposals_csv
+from pwes.evaluation.megc import MatchConfig
+from pwes.evaluation.proposal_files import write_proposals_csv
 from pwes.inference.proposals import Proposal
 from pwes.model.targets import hard_targets
 from pwes.protocol import build_callbacks, pool_folds, run_protocol

@@ -20,11 +20,9 @@ from pwes.evaluation.megc import (
     MEGCMetric,
     match_video,
     matched_ground_truth,
-    read_ground_truth,
-    read_proposals_csv,
     score,
-    write_proposals_csv,
 )
+from pwes.evaluation.proposal_files import read_ground_truth, read_proposals_csv, write_proposals_csv
 from pwes.inference.proposals import Proposal, expression_type
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "evaluation" / "default.yaml"

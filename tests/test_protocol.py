@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from pwes.config import ConfigError, validate_run_settings
 from pwes.data.layout import load_feature_set
-from pwes.evaluation.megc import MatchConfig, score, write_proposals_csv
+from pwes.evaluation.megc import MatchConfig, score
+from pwes.evaluation.proposal_files import write_proposals_csv
 from pwes.inference.proposals import Proposal
 from pwes.io import save_npz
 from pwes.protocol import pool_folds, prepare_run_folder

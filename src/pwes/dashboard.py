@@ -33,7 +33,8 @@ from pwes.config import ConfigError, to_container
 from pwes.tracking import DASHBOARD_KEYS, is_wandb, wandb_environment  # noqa: F401 - DASHBOARD_KEYS re-exported
 from pwes.data.layout import FeatureSet
 from pwes.evaluation.calibration import apply_threshold
-from pwes.evaluation.megc import MatchConfig, matched_ground_truth, read_proposals_csv, score
+from pwes.evaluation.megc import MatchConfig, matched_ground_truth, score
+from pwes.evaluation.proposal_files import read_proposals_csv
 from pwes.inference.proposals import Proposal
 from pwes.spot_plot import Threshold, VideoFacts, plot
 

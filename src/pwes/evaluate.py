@@ -26,7 +26,8 @@ import sys
 from collections.abc import Sequence
 
 from pwes.evaluation.lgsnet import prediction_files, read_lgsnet_predictions
-from pwes.evaluation.megc import MatchConfig, read_ground_truth, read_proposals_csv, score
+from pwes.evaluation.megc import MatchConfig, score
+from pwes.evaluation.proposal_files import read_ground_truth, read_proposals_csv
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,7 +41,8 @@ from pwes.evaluation.calibration import (
     point_targets,
     pooled_calibrated_metrics,
 )
-from pwes.evaluation.megc import MatchConfig, read_proposals_csv, score, write_proposals_csv
+from pwes.evaluation.megc import MatchConfig, score
+from pwes.evaluation.proposal_files import read_proposals_csv, write_proposals_csv
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
 from pwes.model.network import parse_settings

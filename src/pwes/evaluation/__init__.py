@@ -7,11 +7,9 @@ from pwes.evaluation.megc import (
     MatchConfig,
     MEGCMetric,
     match_video,
-    read_ground_truth,
-    read_proposals_csv,
     score,
-    write_proposals_csv,
 )
+from pwes.evaluation.proposal_files import read_ground_truth, read_proposals_csv, write_proposals_csv
 
 __all__ = [
     "Counts",

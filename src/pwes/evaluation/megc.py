@@ -1,5 +1,5 @@
-"""The MEGC spotting protocol (paper section 4.2): matching, counting, the paper's figures and the
-proposal/ground-truth files.
+"""The MEGC spotting protocol (paper section 4.2): matching, counting and the paper's figures
+(the proposal and ground-truth files: :mod:`pwes.evaluation.proposal_files`).
 
 Rule (defaults of :class:`MatchConfig`): within each video, proposals in descending score order
 are matched one-to-one to a not yet matched ground truth of the same type whose inclusive frame
@@ -21,25 +21,21 @@ evaluated videos; ties go to the lower threshold).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 
-from pwes import io
-from pwes.data import csvfile, layout
-from pwes.data.layout import EXPRESSION_TYPES, Interval, VideoInfo
+from pwes.data.layout import EXPRESSION_TYPES, Interval
 from pwes.evaluation.figures import best_set_index, f1_array, prf, threshold_sets
-from pwes.inference.proposals import Proposal, duration_labels, expression_type
+from pwes.inference.proposals import Proposal, duration_labels
 
 ME_CUTS = (0.5, 1.0)  # seconds: the ME cut of F1(0.5) and F1(1.0)
 F1_P_CUT = 0.5  # seconds: the ME cut used inside the best proposal set for F1(p)
 CALIBRATION_RULES = ("auto", "points", "intervals")  # how the deployable threshold is chosen on training videos
 CALIBRATION_SOURCES = ("train", "validation")  # which videos the threshold is chosen on
-PROPOSAL_COLUMNS = ("video", "onset", "offset", "score", "type")
 _IOU_EPS = 1e-9  # IoU 0.5 computed as 5/10 must count at threshold 0.5
 
 
@@ -402,90 +398,3 @@ def score(
         metrics["num_proposals_p"] = int(sets.size[best])
     metrics.update({"num_videos": len(names), "num_proposals": int(len(given.scores)), "num_ground_truth": num_gt})
     return metrics
-
-
-# --------------------------------------------------------------------------------------------
-# files
-
-
-def read_ground_truth(videos_csv: str | Path, annotations_csv: str | Path) -> tuple[dict[str, VideoInfo], dict[str, list[Interval]]]:
-    """Videos and intervals from the layout's ``videos.csv`` and ``annotations.csv`` (any names),
-    without needing feature files. Every video of ``videos_csv`` is evaluated, with or without
-    intervals. Raises :class:`~pwes.data.layout.LayoutError` naming the file and line."""
-    return layout.read_tables(videos_csv, annotations_csv)
-
-
-def read_proposals_csv(
-    path: str | Path,
-    known_videos: Mapping[str, VideoInfo] | Collection[str],
-    me_max_seconds: float = 0.5,
-) -> list[Proposal]:
-    """Proposals from a CSV with columns ``video,onset,offset,score`` and optionally ``type``
-    (other columns, e.g. ``subject,fold``, are ignored); frames 0-based and inclusive.
-
-    ``known_videos``: the evaluated videos; when given as :class:`VideoInfo` records, offsets are
-    checked against the video length and rows without a type are typed by duration
-    (``me_max_seconds``). Raises :class:`EvaluationError` naming the file and line.
-    """
-    path = Path(path)
-    infos = known_videos if isinstance(known_videos, Mapping) else None
-    rows = csvfile.read_rows(path, PROPOSAL_COLUMNS[:4], optional=PROPOSAL_COLUMNS[4:], allow_extra=True, error=EvaluationError)
-    proposals = [_parse_proposal(row, f"{path}:{line}", known_videos, infos, me_max_seconds) for line, row in rows]
-    return proposals
-
-
-def _parse_proposal(
-    row: Mapping[str, str],
-    where: str,
-    known_videos: Collection[str],
-    infos: Mapping[str, VideoInfo] | None,
-    me_max_seconds: float,
-) -> Proposal:
-    video = row["video"]
-    if video not in known_videos:
-        raise EvaluationError(f"{where}: unknown video {video!r} (not among the {len(known_videos)} evaluated videos)")
-    onset = csvfile.whole_frame(row["onset"], "onset", where, EvaluationError)
-    offset = csvfile.whole_frame(row["offset"], "offset", where, EvaluationError)
-    if onset < 0:
-        raise EvaluationError(f"{where}: onset {onset} is negative (frames are 0-based)")
-    if onset > offset:
-        raise EvaluationError(f"{where}: onset {onset} > offset {offset}")
-    if infos is not None and offset >= infos[video].num_frames:
-        raise EvaluationError(f"{where}: offset {offset} beyond video {video!r} of {infos[video].num_frames} frames (0..{infos[video].num_frames - 1})")
-    value = csvfile.number(row["score"], "score", where, EvaluationError)
-    if not math.isfinite(value):
-        raise EvaluationError(f"{where}: score {row['score']!r} is not a finite number")
-    kind = row.get("type", "")
-    if kind == "":
-        if infos is None:
-            raise EvaluationError(f"{where}: no type given and no frame rate known to type it by duration")
-        kind = expression_type(onset, offset, infos[video].fps, me_max_seconds)
-    elif kind not in EXPRESSION_TYPES:
-        raise EvaluationError(f"{where}: unknown type {kind!r}, expected one of {', '.join(EXPRESSION_TYPES)}")
-    return Proposal(video, onset, offset, value, kind)
-
-
-def write_proposals_csv(
-    path: str | Path,
-    proposals: Iterable[Proposal],
-    extra_columns: Mapping[str, Mapping[str, str]] | None = None,
-) -> Path:
-    """Write proposals atomically as ``video,<extra columns>,onset,offset,score,type``.
-
-    ``extra_columns`` maps each video to its extra values, e.g. ``{"v1": {"subject": "s15",
-    "fold": "s15"}}`` gives ``video,subject,fold,onset,offset,score,type`` (columns in order of
-    first appearance). Without it the columns are ``video,onset,offset,score,type``. Scores are
-    written exactly (``repr``).
-    """
-    path = Path(path)
-    extra_columns = extra_columns or {}
-    names = list(dict.fromkeys(column for values in extra_columns.values() for column in values))
-    rows = []
-    for p in proposals:
-        values = extra_columns.get(p.video, {}) if names else {}
-        missing = [name for name in names if name not in values]
-        if missing:
-            raise EvaluationError(f"{path}: no value of extra column(s) {','.join(missing)} for video {p.video!r}")
-        rows.append([p.video, *(str(values[name]) for name in names), p.onset, p.offset, repr(float(p.score)), p.type])
-    io.write_csv(path, ["video", *names, *PROPOSAL_COLUMNS[1:]], rows)
-    return path
