@@ -11,15 +11,20 @@ resumed from a checkpoint is active again from its first batch.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from pwes.config import ConfigError
 from pwes.data.batch import Batch
-from pwes.model.network import NetworkOutput
+from pwes.model.network import NetworkOutput, parse_settings
 from pwes.model.targets import SnippetTargets, target_counts
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from pwes.model.module import StepContext
 
 REQUIRED = ("takes_pseudo_labels", "contribute", "clean_forward")
 
@@ -58,6 +63,11 @@ class LossTermCallback(MilestoneCallback):
     nothing."""
 
     supervisions = ("point", "video")
+    settings_type: type  # a dataclass of the term's settings, with a ``weight`` field
+
+    def __init__(self, start_step: int = 0, **settings: Any) -> None:
+        super().__init__(start_step)
+        self.config = parse_settings(self.settings_type, settings, self.config_key)
 
     def active(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
         if not hasattr(pl_module, "takes_loss_terms") or not hasattr(pl_module, "contribute"):
@@ -66,6 +76,14 @@ class LossTermCallback(MilestoneCallback):
                 "use it with pwes.model.module.PWESModule"
             )
         return bool(pl_module.takes_loss_terms) and trainer.global_step >= self.start_step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.active(trainer, pl_module):
+            pl_module.contribute(self.name, loss_term=self.loss, weight=self.config.weight)
+
+    @abstractmethod
+    def loss(self, context: StepContext) -> Tensor:
+        """The term for this step, from the training forward's ``context``."""
 
 
 class PseudoLabelCallback(MilestoneCallback):
