@@ -103,7 +103,11 @@ class PseudoLabelCallback(MilestoneCallback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if not self.active(trainer, pl_module):
             return
-        targets = self.pseudo_targets(pl_module.clean_forward(batch), batch)
+        self.contribute_targets(pl_module, self.pseudo_targets(pl_module.clean_forward(batch), batch), batch)
+
+    def contribute_targets(self, pl_module: L.LightningModule, targets: SnippetTargets, batch: Batch) -> None:
+        """Hand ``targets`` to the snippet loss and log their counts (for sources that add more
+        than targets in their own ``on_train_batch_start``, e.g. SF-Net, LACP)."""
         pl_module.contribute(self.name, targets=targets)
         for key, value in target_counts(targets, len(batch)).items():
             pl_module.log(f"train/{key}", value, batch_size=len(batch))

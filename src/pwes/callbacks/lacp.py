@@ -22,7 +22,7 @@ from pwes.model.lacp import LACPConfig, dense_sequences, score_contrastive_loss
 from pwes.model.module import StepContext
 from pwes.model.mplg import classes_present
 from pwes.model.network import BACKGROUND, NetworkOutput, parse_settings
-from pwes.model.targets import SnippetTargets, hard_targets, target_counts
+from pwes.model.targets import SnippetTargets, hard_targets
 
 
 def class_scores(output: NetworkOutput, which: str) -> Tensor:
@@ -63,7 +63,5 @@ class LACPCallback(PseudoLabelCallback):
             present = classes_present(context.batch.points, mask)
             return score_contrastive_loss(class_scores(context.output, cfg.scores), sequences, present, mask, cfg.inflation)
 
-        pl_module.contribute(self.name, targets=targets)
+        self.contribute_targets(pl_module, targets, batch)
         pl_module.contribute(f"{self.name}_score", loss_term=score_loss, weight=cfg.score_weight)
-        for key, value in target_counts(targets, len(batch)).items():
-            pl_module.log(f"train/{key}", value, batch_size=len(batch))

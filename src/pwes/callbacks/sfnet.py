@@ -21,7 +21,7 @@ from pwes.model.module import StepContext
 from pwes.model.mplg import point_mask
 from pwes.model.network import BACKGROUND, NetworkOutput, parse_settings
 from pwes.model.sfnet import SFNetConfig, actionness_loss, foreground_scores, mine_action_frames, mine_background
-from pwes.model.targets import SnippetTargets, hard_targets, target_counts
+from pwes.model.targets import SnippetTargets, hard_targets
 
 
 class SFNetCallback(PseudoLabelCallback):
@@ -59,7 +59,5 @@ class SFNetCallback(PseudoLabelCallback):
             curves = (out.attention, out.attention_rgb, out.attention_flow)
             return torch.stack([actionness_loss(a, positives, out.mask, ratio) for a in curves]).sum()
 
-        pl_module.contribute(self.name, targets=targets)
+        self.contribute_targets(pl_module, targets, batch)
         pl_module.contribute(f"{self.name}_actionness", loss_term=actionness, weight=self.config.actionness_weight)
-        for key, value in target_counts(targets, len(batch)).items():
-            pl_module.log(f"train/{key}", value, batch_size=len(batch))
