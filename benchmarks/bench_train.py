@@ -125,15 +125,20 @@ class Case:
         module, batch = self.module, self.batch
         with self.autocast():  # as trainer=cpu_bf16: training step and the clean forward in bf16
             if self.phase == "MPLG+DFCL":  # what the two callbacks do before each batch (pwes.callbacks)
-                module.contribute("mplg", targets=self.mplg.pseudo_targets(module.clean_forward(batch), batch))
-                module.contribute("contrastive", loss_term=lambda context: self.dfcl.contrastive_loss(context, module), weight=0.1)
+                clean = module.clean_forward(batch)
+                module.contribute("mplg", targets=self.mplg.pseudo_targets(clean, batch))
+                module.contribute("contrastive", loss_term=self.dfcl.contrastive_loss, weight=0.1)
             if self.phase == "pretrain+diag":  # what DiagnosticsCallback does (pwes.callbacks.diagnostics)
                 attention = module.clean_forward(batch).attention.detach().float().cpu()
                 attention_auc(attention, self.truth, batch.mask.detach().cpu())
-            loss = module.training_step(batch, 0)
+            outputs = module.training_step(batch, 0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        outputs["loss"].backward()
         self.optimizer.step()
+        if self.phase == "MPLG+DFCL" and outputs["targets"] is not None:  # DFCL after the step
+            with self.autocast():
+                self.dfcl.enqueue(clean, outputs["targets"])
+        module.on_train_batch_end(outputs, batch, 0)  # drops the batch's clean forward
 
     def time(self, steps: int) -> float:
         """Mean seconds per step over ``steps`` steps."""

@@ -67,9 +67,13 @@ def test_every_pseudo_label_source_trains(source) -> None:
     assert recorder.metrics[-1]["train/pseudo_bg"] > 0 and "train/loss_contrastive" in recorder.metrics[-1]
 
 
-def test_callbacks_refuse_a_module_without_the_hook() -> None:
-    with pytest.raises(TypeError, match="has no takes_pseudo_labels, contribute, clean_forward"):
-        MPLGCallback().on_train_batch_start(make_trainer(1, []), L.LightningModule(), None, 0)
+@pytest.mark.parametrize("callback", [MPLGCallback(), dfcl(), DiagnosticsCallback(), GradShareCallback()])
+def test_callbacks_refuse_a_module_without_the_host_protocol_once_at_setup(callback) -> None:
+    # one line naming every missing member of pwes.callbacks.host.CallbackHost (log, device: Lightning's)
+    missing = "clean_forward, contribute, feature_dim, loss_report, network, takes_loss_terms, takes_pseudo_labels"
+    with pytest.raises(TypeError, match=f"LightningModule has no {missing} \\(the callback host protocol"):
+        callback.setup(make_trainer(1, []), L.LightningModule(), "fit")
+    callback.setup(make_trainer(1, []), make_module(), "fit")  # a PWESModule is a host
 
 
 @pytest.mark.parametrize(
@@ -140,10 +144,11 @@ def test_dfcl_anchors_take_gradients_while_the_bank_gets_clean_vectors() -> None
     targets = combine_targets(batch.points, hard_targets(torch.zeros(*batch.mask.shape, 2, dtype=torch.bool), batch.mask.clone()), batch.mask)
     callback.bank.enqueue(torch.randn(6, module.feature_dim), torch.tensor([0, 1, 2, 0, 1, 2]))
     output = module.network(batch.rgb, batch.flow, batch.mask)
-    loss = callback.contrastive_loss(StepContext(batch, output, targets), module)
+    loss = callback.contrastive_loss(StepContext(batch, output, targets))
     loss.backward()
     assert loss.item() > 0 and module.network.classifier.weight.grad is None  # features only
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.network.fusion.parameters())
+    callback.enqueue(module.clean_forward(batch), targets)  # what on_train_batch_end does after the step
     module.eval()
     with torch.no_grad():
         clean = module.network(batch.rgb, batch.flow, batch.mask)
@@ -153,6 +158,27 @@ def test_dfcl_anchors_take_gradients_while_the_bank_gets_clean_vectors() -> None
     for c in range(3):
         stored = keys[key_classes == c][-int((classes == c).sum()):] if int((classes == c).sum()) else keys[:0]
         assert torch.allclose(stored, F.normalize(vectors[classes == c], dim=-1), atol=1e-6), c
+
+
+def test_dfcl_enqueues_the_clean_forward_from_before_the_optimizer_step() -> None:
+    import copy
+
+    torch.manual_seed(0)
+    module = make_module(optimizer_config={"_target_": "torch.optim.Adam", "lr": 0.5})  # a big step
+    before = copy.deepcopy(module).eval()
+    callback = dfcl()
+    batch = batches(synthetic_videos(4, 0)[0])[0]
+    make_trainer(1, [callback]).fit(module, loader([batch]))
+    sets = before.snippet_targets(batch).hard_labels()  # step 0: the point labels alone
+    with torch.no_grad():
+        features = {"before": before.network(batch.rgb, batch.flow, batch.mask).features,
+                    "after": module.eval().network(batch.rgb, batch.flow, batch.mask).features}
+    keys, _ = callback.bank.keys()
+    for when, expected in features.items():
+        vectors, classes = sample_region_vectors(expected, sets, RegionCounts(**REGIONS), main_region=True).flatten()
+        vectors = torch.cat([vectors[classes == c] for c in range(3)])  # the bank's class-major order
+        assert keys.shape == vectors.shape
+        assert torch.allclose(keys, F.normalize(vectors, dim=-1), atol=1e-6) == (when == "before"), when
 
 
 # --------------------------------------------------------------------------------- resume

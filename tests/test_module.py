@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from tiny_model import DIM, QUIET, TINY, Recorder, batches, loader, make_module, make_trainer, synthetic_videos
 
+from pwes.callbacks.host import CallbackHost, HostCallback
 from pwes.config import ConfigError
 from pwes.data.batch import Batch, VideoItem, collate
 from pwes.model import PWESModule, VideoPrediction
@@ -146,9 +147,64 @@ def test_contributions_hold_for_one_step_only_and_are_logged() -> None:
     assert contributor.seen[0] > 50
     extra = [m.get("train/loss_extra") for m in recorder.metrics]
     assert extra[2] == 2.0 and extra[4] == 2.0
-    # the module keeps nothing after a step: steps 3 and 5 ran without the term
+    # the module keeps nothing after a step: step 1 ran without the term, and so does the first
+    # step of a further fit of the same module
     assert "train/loss_extra" not in recorder.metrics[1]
-    assert module._contributions.targets is None and module._contributions.terms == {}
+    again = Recorder()
+    make_trainer(1, [again]).fit(module, loader(batches(synthetic_videos(8, seed=0)[0])))
+    assert "train/loss_extra" not in again.metrics[0] and module.loss_report is None  # dropped at batch end
+
+
+class NeighbourLabels(HostCallback):
+    """A toy pseudo-label source and loss term written only against the documented host protocol
+    (pwes.callbacks.host): the snippets right of each point are foreground of its class, the
+    clean forward's lowest-attention snippet of each video background, plus a smoothness term on
+    the attention. It records the targets the step used (outputs["targets"])."""
+
+    def __init__(self, start_step: int) -> None:
+        self.start_step, self.used = start_step, []
+
+    def on_train_batch_start(self, trainer, pl_module: CallbackHost, batch, batch_idx) -> None:
+        if not pl_module.takes_pseudo_labels or trainer.global_step < self.start_step:
+            return
+        mask = batch.mask.bool()
+        foreground = torch.roll(batch.points > 0, shifts=1, dims=1) & mask[..., None]
+        attention = pl_module.clean_forward(batch).attention.masked_fill(~mask, float("inf"))
+        background = torch.zeros_like(mask).scatter_(1, attention.argmin(dim=1, keepdim=True), True)
+        pl_module.contribute("toy", targets=hard_targets(foreground, background & ~foreground.any(dim=-1)))
+        pl_module.contribute("toy_smooth", loss_term=self.smoothness, weight=0.5)
+        pl_module.log("train/toy_fg", float(foreground.sum()), batch_size=len(batch))
+
+    def smoothness(self, context) -> torch.Tensor:
+        attention, mask = context.output.attention, context.batch.mask.float()
+        return (((attention[:, 1:] - attention[:, :-1]) ** 2) * mask[:, 1:] * mask[:, :-1]).mean()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        neighbours = torch.roll(batch.points > 0, shifts=1, dims=1) & batch.mask.bool()[..., None]
+        self.used.append((trainer.global_step - 1, outputs["targets"], neighbours))
+
+
+def test_a_callback_written_against_the_protocol_works_and_removing_it_removes_its_mechanism() -> None:
+    def run(callbacks: list) -> tuple[dict, Recorder]:
+        L.seed_everything(0)
+        recorder, module = Recorder(), make_module(network={**TINY, "dropout": 0.5})
+        assert isinstance(module, CallbackHost)
+        make_trainer(5, [*callbacks, recorder]).fit(module, loader(batches(synthetic_videos(8, seed=0)[0])))
+        return {k: v.clone() for k, v in module.state_dict().items()}, recorder
+
+    toy = NeighbourLabels(start_step=2)
+    with_toy, recorder = run([toy])
+    without, plain_run = run([])
+    idle, _ = run([NeighbourLabels(start_step=99)])  # attached but never acting
+    assert [("train/loss_toy_smooth" in m) for m in recorder.metrics[:2]] == [False, False]
+    assert all("train/loss_toy_smooth" in m and m["train/toy_fg"] > 0 for m in recorder.metrics[2:])
+    assert recorder.losses[:2] == plain_run.losses[:2] and recorder.losses[2] != plain_run.losses[2]
+    for step, targets, neighbours in toy.used:  # the step's snippet loss used the toy's labels
+        foreground = targets.hard_labels()[..., :2]
+        assert bool(foreground[neighbours].all()) == (step >= 2), step
+    assert any(not torch.equal(value, without[name]) for name, value in with_toy.items())
+    for name, value in idle.items():
+        assert torch.equal(value, without[name]), name
 
 
 def test_two_pseudo_label_sources_are_refused() -> None:
@@ -169,7 +225,9 @@ def test_clean_forward_is_eval_mode_without_gradient_and_restores_training() -> 
     batch = batches(synthetic_videos(2, seed=0)[0])[0]
     clean = module.clean_forward(batch)
     assert module.network.training and not clean.tcam.requires_grad
-    assert module.clean_forward(batch) is clean  # cached for this batch
+    assert module.clean_forward(batch) is clean  # shared for this batch ...
+    module.on_train_batch_end(None, batch, 0)
+    assert module.clean_forward(batch) is not clean  # ... until the batch ends
     module.eval()
     with torch.no_grad():
         reference = module.network(batch.rgb, batch.flow, batch.mask)

@@ -3,6 +3,7 @@ the project's config folders. Importing this module registers the resolvers (ide
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable
@@ -55,6 +56,17 @@ class ConfigError(ValueError):
 def to_container(cfg: DictConfig) -> dict:
     """A plain, fully resolved dict of a config (for hparams, comparisons and YAML dumps)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+def plain(value: object) -> object:
+    """``value`` as plain Python containers: a DictConfig/ListConfig resolved (:func:`to_container`),
+    a settings dataclass instance as a dict (tuples as lists, as YAML and hparams keep them);
+    anything else unchanged. For settings that arrive from Hydra or as dataclasses."""
+    if OmegaConf.is_config(value):
+        return to_container(value)  # type: ignore[arg-type]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
+    return value
 
 
 register_resolvers()

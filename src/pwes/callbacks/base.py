@@ -5,7 +5,8 @@ A callback is active on a training batch when ``trainer.global_step >= start_ste
 ``start_step``, 0-based, is the first) and the module takes pseudo labels (point supervision; under
 video or full supervision every callback does nothing), except a :class:`LossTermCallback`, which
 also acts under video supervision (its loss term needs no pseudo labels). The step comes from the trainer, so a run
-resumed from a checkpoint is active again from its first batch.
+resumed from a checkpoint is active again from its first batch. What a callback may use of the
+module is :class:`pwes.callbacks.host.CallbackHost`, checked once per fit (``setup``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
 
+from pwes.callbacks.host import HostCallback
 from pwes.config import ConfigError
 from pwes.data.batch import Batch
 from pwes.model.network import NetworkOutput, parse_settings
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
     from pwes.model.module import StepContext
 
-REQUIRED = ("takes_pseudo_labels", "contribute", "clean_forward")
-
 
 def check_start_step(start_step: Any, where: str) -> int:
     """``start_step`` as a whole number >= 0, or a one-line ConfigError naming ``where``."""
@@ -36,7 +35,7 @@ def check_start_step(start_step: Any, where: str) -> int:
     return int(start_step)
 
 
-class MilestoneCallback(Callback):
+class MilestoneCallback(HostCallback):
     """A callback that acts from ``start_step`` on (the pretraining iterations before it)."""
 
     config_key = "callbacks"  # where its settings live, for error messages
@@ -47,12 +46,6 @@ class MilestoneCallback(Callback):
 
     def active(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
         """Whether to act on the coming batch."""
-        missing = [name for name in REQUIRED if not hasattr(pl_module, name)]
-        if missing:
-            raise TypeError(
-                f"{type(self).__name__}: {type(pl_module).__name__} has no {', '.join(missing)}; "
-                "use it with pwes.model.module.PWESModule"
-            )
         return bool(pl_module.takes_pseudo_labels) and trainer.global_step >= self.start_step
 
 
@@ -70,11 +63,6 @@ class LossTermCallback(MilestoneCallback):
         self.config = parse_settings(self.settings_type, settings, self.config_key)
 
     def active(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
-        if not hasattr(pl_module, "takes_loss_terms") or not hasattr(pl_module, "contribute"):
-            raise TypeError(
-                f"{type(self).__name__}: {type(pl_module).__name__} has no takes_loss_terms, contribute; "
-                "use it with pwes.model.module.PWESModule"
-            )
         return bool(pl_module.takes_loss_terms) and trainer.global_step >= self.start_step
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:

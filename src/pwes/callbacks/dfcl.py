@@ -4,8 +4,11 @@ loss, and the callback owns the memory bank.
 Per training step the callback contributes a loss term. The feature *sets* (which snippets are
 ME, MaE, background) come from the snippet targets the module used (point labels over the
 pseudo labels of the clean forward). The *anchors* are region vectors of the training forward's
-features (they carry the gradient); the vectors enqueued into the bank afterwards are the same
-regions of the clean forward's features (eval mode, no dropout), so an anchor never meets itself.
+features (they carry the gradient) against the bank as it was before the step. After the step
+(``on_train_batch_end``, the sets from ``outputs["targets"]``) the same regions of the clean
+forward's features (eval mode, no dropout), captured at batch start and so taken before the
+optimizer step, are enqueued into the bank (pooled under the training step's precision context,
+as the anchors are): an anchor never meets itself.
 
 The bank is saved in the checkpoint through :meth:`state_dict` / :meth:`load_state_dict`, so a
 resumed run continues with the same bank. The algorithm is :mod:`pwes.model.dfcl`, the bank
@@ -22,16 +25,12 @@ import torch
 from torch import Tensor
 
 from pwes.callbacks.base import MilestoneCallback
+from pwes.config import plain
 from pwes.model.dfcl import DFCLConfig, RegionCounts, contrastive_anchors, info_nce, sample_region_vectors
 from pwes.model.memory_bank import RegionMemoryBank
-from pwes.model.module import StepContext
-from pwes.model.network import parse_settings
-
-
-def _plain(value: Any) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+from pwes.model.module import StepContext, StepOutput
+from pwes.model.network import NetworkOutput, parse_settings
+from pwes.model.targets import SnippetTargets
 
 
 class DFCLCallback(MilestoneCallback):
@@ -44,8 +43,9 @@ class DFCLCallback(MilestoneCallback):
     def __init__(self, start_step: int = 0, regions: Mapping[str, int] | None = None, **settings: Any) -> None:
         super().__init__(start_step)
         self.config = parse_settings(DFCLConfig, settings, "callbacks.dfcl")
-        self.counts = RegionCounts.from_mapping(_plain(regions), "callbacks.dfcl.regions")
+        self.counts = RegionCounts.from_mapping(plain(regions), "callbacks.dfcl.regions")
         self.bank: RegionMemoryBank | None = None
+        self._clean: NetworkOutput | None = None  # this batch's clean forward, captured at its start
 
     # ------------------------------------------------------------------------------------- bank
     def make_bank(self, dim: int) -> RegionMemoryBank:
@@ -53,6 +53,7 @@ class DFCLCallback(MilestoneCallback):
         return RegionMemoryBank(capacities, dim)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         dim = int(pl_module.feature_dim)
         if self.bank is None or self.bank.dim != dim:
             self.bank = self.make_bank(dim)
@@ -75,30 +76,35 @@ class DFCLCallback(MilestoneCallback):
 
     # ------------------------------------------------------------------------------------- step
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self._clean = None
         if not self.active(trainer, pl_module):
             return
         if self.bank is None:
             self.bank = self.make_bank(int(pl_module.feature_dim))
         self.bank.to(pl_module.device)
+        self._clean = pl_module.clean_forward(batch)  # before the optimizer step: what the bank gets
+        pl_module.contribute(self.name, loss_term=self.contrastive_loss, weight=self.config.weight)
 
-        def term(context: StepContext) -> Tensor:
-            return self.contrastive_loss(context, pl_module)
-
-        pl_module.contribute(self.name, loss_term=term, weight=self.config.weight)
-
-    def contrastive_loss(self, context: StepContext, pl_module: L.LightningModule) -> Tensor:
-        """Eq. 17 for this step's anchors against the bank; then the clean regions are enqueued."""
+    def contrastive_loss(self, context: StepContext) -> Tensor:
+        """Eq. 17 for this step's anchors (the training forward's regions) against the bank."""
         assert self.bank is not None
         output = context.output
         if context.targets is None:
             return output.features.sum() * 0.0
-        sets = context.targets.hard_labels()
-        regions = sample_region_vectors(output.features, sets, self.counts, self.config.main_region)
+        regions = sample_region_vectors(output.features, context.targets.hard_labels(), self.counts, self.config.main_region)
         anchors, anchor_classes = contrastive_anchors(regions)
         keys, key_classes = self.bank.keys()
-        loss = info_nce(anchors, anchor_classes, keys, key_classes, self.config.temperature)
-        with torch.no_grad():
-            clean = pl_module.clean_forward(context.batch)
-            stored = sample_region_vectors(clean.features, sets, self.counts, self.config.main_region)
-            self.bank.enqueue(*stored.flatten())
-        return loss
+        return info_nce(anchors, anchor_classes, keys, key_classes, self.config.temperature)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: StepOutput, batch: Any, batch_idx: int) -> None:
+        clean, self._clean = self._clean, None
+        if clean is not None and outputs["targets"] is not None:
+            with trainer.precision_plugin.train_step_context():  # pooled as the anchors are (bf16 under cpu_bf16)
+                self.enqueue(clean, outputs["targets"])
+
+    @torch.no_grad()
+    def enqueue(self, clean: NetworkOutput, targets: SnippetTargets) -> None:
+        """Store the regions of the clean forward's features over the sets of ``targets``."""
+        assert self.bank is not None
+        stored = sample_region_vectors(clean.features, targets.hard_labels(), self.counts, self.config.main_region)
+        self.bank.enqueue(*stored.flatten())

@@ -24,9 +24,9 @@ per-class figures as pairs that sort together (``diag/me_precision``, ``diag/me_
   are made from, taken before the step's update) separating inside snippets (any class) from the
   rest; ties count one half.
 
-The labels are the targets the step's snippet loss used (:attr:`PWESModule.last_step_targets`:
-point labels over the pseudo labels; the point labels alone before the pseudo-label callback's
-``start_step``). Under ``model.supervision=video`` or ``full`` there are no pseudo labels: only
+The labels are the targets the step's snippet loss used (``outputs["targets"]`` of
+``on_train_batch_end``, :class:`pwes.model.module.StepOutput`: point labels over the pseudo
+labels; the point labels alone before the pseudo-label callback's ``start_step``). Under ``model.supervision=video`` or ``full`` there are no pseudo labels: only
 ``attention_auc`` is logged. A figure whose denominator is empty in a step (no ME pseudo label,
 no interval in the batch) is not logged that step.
 
@@ -47,15 +47,16 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
+from pwes.callbacks.host import HostCallback
 from pwes.config import ConfigError
 from pwes.data.batch import NUM_CLASSES
 from pwes.data.layout import FeatureSet
 from pwes.data.points import snippet_intervals
+from pwes.model.module import StepOutput
 from pwes.model.targets import SnippetTargets
 
 CLASS_NAMES = ("me", "mae")
 PREFIX = "diag"
-REQUIRED = ("clean_forward", "last_step_targets", "takes_pseudo_labels")
 
 
 # ------------------------------------------------------------------------------- ground truth
@@ -167,7 +168,7 @@ def attention_auc(attention: Tensor, truth: Tensor, mask: Tensor) -> dict[str, f
 
 
 # ----------------------------------------------------------------------------------- callback
-class DiagnosticsCallback(Callback):
+class DiagnosticsCallback(HostCallback):
     """Logs ``diag/*`` per training step (module docstring); does nothing until the
     protocol gives it ground truth (:meth:`set_ground_truth`)."""
 
@@ -190,27 +191,21 @@ class DiagnosticsCallback(Callback):
         assert self.truth is not None
         return batch_ground_truth(self.truth, batch, self.config_key)
 
-    def _check(self, pl_module: L.LightningModule) -> None:
-        missing = [name for name in REQUIRED if not hasattr(pl_module, name)]
-        if missing:
-            raise TypeError(f"{type(self).__name__}: {type(pl_module).__name__} has no {', '.join(missing)}; use it with pwes.model.module.PWESModule")
-
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._attention = None
         if self.truth is None:
             return
-        self._check(pl_module)
-        # The clean forward is cached per batch: shared with the pseudo-label callback, and it
-        # changes no state (eval mode, no gradient, no random numbers).
+        # The clean forward is shared per batch with the pseudo-label callback, and it changes no
+        # state (eval mode, no gradient, no random numbers); taken before the optimizer step.
         self._attention = pl_module.clean_forward(batch).attention.detach().float().cpu()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: StepOutput, batch: Any, batch_idx: int) -> None:
         if self.truth is None or self._attention is None:
             return
         attention, self._attention = self._attention, None
         truth, mask = self.batch_truth(batch), batch.mask.detach().bool().cpu()
         values = attention_auc(attention, truth, mask)
-        targets = pl_module.last_step_targets
+        targets = outputs["targets"]
         if pl_module.takes_pseudo_labels and targets is not None:
             cpu = SnippetTargets(targets.targets.detach().cpu(), targets.weight.detach().cpu())
             values.update(pseudo_label_metrics(cpu, truth, mask))

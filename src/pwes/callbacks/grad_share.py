@@ -1,8 +1,8 @@
 """Each loss term's share of the gradient, logged (measurement only; it changes no update).
 
 Every ``every_n_steps`` training steps (step 0 first), just before the backward pass, the
-callback takes the step's loss terms from the module (:attr:`PWESModule.last_loss_report`, graph
-still attached) and computes for each term the L2 norm of ``d(weight x term) / d(parameters)``
+callback takes the step's loss terms from the module (``loss_report`` of the callback host
+protocol, :mod:`pwes.callbacks.host`; graph still attached) and computes for each term the L2 norm of ``d(weight x term) / d(parameters)``
 over the chosen parameters, with one extra backward pass per term (``retain_graph``). It logs
 
 * ``train/grad_norm/<term>``: that norm, and
@@ -29,9 +29,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
+from pwes.callbacks.host import HostCallback
 from pwes.config import ConfigError
 
 PARAMETER_SETS = ("shared", "all")
@@ -58,7 +58,7 @@ def shares(norms: dict[str, float]) -> dict[str, float]:
     return {name: (value / total if total > 0 else 0.0) for name, value in norms.items()}
 
 
-class GradShareCallback(Callback):
+class GradShareCallback(HostCallback):
     """Logs ``train/grad_share/<term>`` and ``train/grad_norm/<term>`` every ``every_n_steps``."""
 
     config_key = "callbacks.grad_share"
@@ -80,9 +80,9 @@ class GradShareCallback(Callback):
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
         if trainer.global_step % self.every_n_steps != 0:
             return
-        report = getattr(pl_module, "last_loss_report", None)
-        if report is None:
-            raise TypeError(f"{type(self).__name__}: {type(pl_module).__name__} gives no last_loss_report; use it with pwes.model.module.PWESModule")
+        report = pl_module.loss_report
+        if report is None:  # the host sets it in training_step, before the backward pass
+            raise RuntimeError(f"{type(self).__name__}: {type(pl_module).__name__} gave no loss_report for this step")
         norms = term_gradient_norms(report.terms, report.weights, self.parameter_list(pl_module))
         for name, share in shares(norms).items():
             self.history.setdefault(name, []).append(share)

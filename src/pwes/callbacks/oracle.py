@@ -71,7 +71,7 @@ class OracleCallback(PseudoLabelCallback):
         self.truth = truth
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.truth is None and getattr(pl_module, "takes_pseudo_labels", False):
+        if self.truth is None and pl_module.takes_pseudo_labels:
             raise ConfigError(f"{self.config_key}: the oracle needs the training intervals (the protocol attaches them); none were given")
 
     def pseudo_targets(self, output: NetworkOutput, batch: Batch) -> SnippetTargets:

@@ -12,29 +12,19 @@ labels. ``supervision``: ``point`` (PWES), ``video`` (the Table I baseline: vide
 snippet loss) or ``full`` (the reference: snippet labels from the whole annotated intervals,
 ``batch.intervals``; callbacks contribute nothing).
 
-**The callback hook.** MPLG, PPLM, the Gaussian labels and DFCL live in ``pwes.callbacks`` as
-Lightning callbacks with their own ``start_step``; the module knows none of them. A callback,
-typically in ``on_train_batch_start``, calls
-
-    ``module.contribute(name, targets=None, loss_term=None, weight=1.0)``
-
-which holds for the **next training step only** (the module forgets every contribution after the
-step, so removing a callback removes its mechanism and nothing is left in the module's state):
-
-* ``targets``: a :class:`pwes.model.targets.SnippetTargets` of pseudo labels for the snippet loss
-  (soft targets allowed; optional ``class_weights`` scale the foreground probabilities). The
-  module puts the point labels over them (a point snippet keeps full weight and its point
-  target). At most one callback may contribute targets per step.
-* ``loss_term``: a function of a :class:`StepContext` (the batch, the training forward's output
-  with gradients, the combined snippet targets) returning a scalar; it is added to the total with
-  ``weight`` and logged as ``train/loss_<name>``.
-
-Callbacks read the batch through :meth:`PWESModule.clean_forward`: the network in eval mode (no
-dropout) under ``torch.no_grad``, computed once per batch and shared; pseudo labels are made from
-it, never from the dropout-perturbed training forward. ``takes_pseudo_labels`` says whether the
-module accepts ``targets`` (point supervision only); ``takes_loss_terms`` whether it accepts a
-``loss_term`` (point and video supervision: a video-level method's own losses, such as MC-WES's
-consistency terms, ride on the same hook; full supervision takes none).
+**The callback hook** (the contract: :class:`pwes.callbacks.host.CallbackHost`; the module
+imports no callback). In ``on_train_batch_start`` a callback (MPLG, PPLM, DFCL, ...) reads
+:meth:`PWESModule.clean_forward` (eval mode, no dropout, no gradient: pseudo labels never come
+from the dropout-perturbed training forward) and calls ``contribute(name, targets=None,
+loss_term=None, weight=1.0)``, which the next ``training_step`` consumes (removing a callback
+removes its mechanism): ``targets`` are :class:`pwes.model.targets.SnippetTargets` pseudo labels
+for the snippet loss (soft allowed, optional ``class_weights``; point labels put over them; one
+source per step; only if ``takes_pseudo_labels``: point supervision); a ``loss_term`` is a
+function of a :class:`StepContext` returning a scalar, added with ``weight`` and logged as
+``train/loss_<name>`` (only if ``takes_loss_terms``: point and video supervision, e.g. MC-WES).
+``training_step`` returns a :class:`StepOutput` (``loss``, the snippet loss's ``targets``) that
+callbacks read in ``on_train_batch_end``; :attr:`PWESModule.loss_report` holds the step's terms
+until then. ``on_train_batch_end`` (after the callbacks') drops it and the batch's clean forward.
 """
 
 from __future__ import annotations
@@ -44,15 +34,14 @@ import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
-from pwes.config import ConfigError
+from pwes.config import ConfigError, plain
 from pwes.data.batch import Batch
 from pwes.model.losses import (
     LOSS_NAMES,
@@ -117,6 +106,13 @@ class LossReport:
     weights: dict[str, float] = field(default_factory=dict)  # each term's weight in the total
 
 
+class StepOutput(TypedDict):
+    """What ``training_step`` returns, and callbacks get as ``outputs`` in ``on_train_batch_end``."""
+
+    loss: Tensor  # the weighted total (graph attached; Lightning backpropagates it)
+    targets: SnippetTargets | None  # the snippet loss's targets (point labels over pseudo labels)
+
+
 def as_float32(output: NetworkOutput) -> NetworkOutput:
     """``output`` with every floating tensor in fp32 (a no-op in fp32; under bf16 autocast the
     losses, pseudo labels and memory bank then compute in fp32; the cast keeps gradients)."""
@@ -126,15 +122,6 @@ def as_float32(output: NetworkOutput) -> NetworkOutput:
         if isinstance(value := getattr(output, f.name), Tensor) and value.is_floating_point() and value.dtype != torch.float32
     }
     return dataclasses.replace(output, **changes) if changes else output
-
-
-def _plain(value: Any) -> Any:
-    """A DictConfig/ListConfig or settings dataclass as plain Python containers."""
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
-    return value
 
 
 def optimizer_to_config(optimizer: Any) -> dict[str, Any]:
@@ -148,10 +135,10 @@ def optimizer_to_config(optimizer: Any) -> dict[str, Any]:
             raise ConfigError("model.optimizer: give the optimizer's settings as keywords, not positional arguments")
         func = optimizer.func
         target = f"{func.__module__}.{func.__qualname__}"
-        return {"_target_": target, **{k: _plain(v) for k, v in optimizer.keywords.items()}}
-    plain = _plain(optimizer)
-    if isinstance(plain, Mapping) and "_target_" in plain:
-        return {k: v for k, v in plain.items() if k != "_partial_"}
+        return {"_target_": target, **{k: plain(v) for k, v in optimizer.keywords.items()}}
+    settings = plain(optimizer)
+    if isinstance(settings, Mapping) and "_target_" in settings:
+        return {k: v for k, v in settings.items() if k != "_partial_"}
     raise ConfigError(
         "model.optimizer: expected a partial optimizer (a node with `_target_: torch.optim.Adam` and "
         f"`_partial_: true`), got {type(optimizer).__name__}"
@@ -195,12 +182,11 @@ class PWESModule(L.LightningModule):
         super().__init__()
         if supervision not in SUPERVISIONS:
             raise ConfigError(f"model.supervision: {supervision!r} is not one of {', '.join(SUPERVISIONS)}")
-        self.network_config = parse_settings(NetworkConfig, _plain(network), "model.network")
-        self.loss_config = parse_settings(LossConfig, _plain(loss), "model.loss")
+        self.network_config = parse_settings(NetworkConfig, plain(network), "model.network")
+        self.loss_config = parse_settings(LossConfig, plain(loss), "model.loss")
 
         # Saved hyperparameters: every setting spelled out, plain containers only.
-        network = _plain(self.network_config)
-        loss = _plain(self.loss_config)
+        network, loss = plain(self.network_config), plain(self.loss_config)
         self._optimizer_factory: Callable[..., torch.optim.Optimizer] | None = None
         if optimizer is not None:
             optimizer_config = optimizer_to_config(optimizer)
@@ -212,10 +198,9 @@ class PWESModule(L.LightningModule):
 
         self.supervision = supervision
         self.network = PWESNetwork(rgb_dim, flow_dim, self.network_config)
-        self._contributions = Contributions()
-        self._clean: tuple[Batch, NetworkOutput] | None = None
-        self._last_targets: SnippetTargets | None = None  # for diagnostics only (last_step_targets)
-        self._last_report: LossReport | None = None  # the step's terms, graph attached (grad_share)
+        self._contributions = Contributions()  # for the next training step (contribute)
+        self._clean: tuple[Batch, NetworkOutput] | None = None  # the current batch's clean_forward
+        self._report: LossReport | None = None  # the current step's losses (loss_report)
         # topk=points at inference: the training videos' points per snippet of each class, set when
         # fit starts (on_fit_start) and kept in the checkpoint (CHECKPOINT_TOPK_RATE).
         self.topk_rate: tuple[float, ...] | None = None
@@ -232,31 +217,17 @@ class PWESModule(L.LightningModule):
         return self.supervision in ("point", "video")
 
     @property
-    def last_step_targets(self) -> SnippetTargets | None:
-        """The snippet targets the last training step's snippet loss used (point labels over the
-        contributed pseudo labels; None without a snippet loss). For logged diagnostics only
-        (``pwes.callbacks.diagnostics``): read-only, nothing in training reads it."""
-        return self._last_targets
-
-    @property
-    def last_loss_report(self) -> LossReport | None:
-        """The current training step's :class:`LossReport`, its graph still attached until the
-        backward pass (``on_before_backward``); for logged measurements only (grad_share)."""
-        return self._last_report
+    def loss_report(self) -> LossReport | None:
+        """The current training step's :class:`LossReport` (graph attached until the backward
+        pass), from ``training_step`` until the batch ends; for logged measurements (grad_share)."""
+        return self._report
 
     @property
     def feature_dim(self) -> int:
         """Width of the fused features F (what DFCL's memory bank stores)."""
         return self.network.feature_dim
 
-    def contribute(
-        self,
-        name: str,
-        *,
-        targets: SnippetTargets | None = None,
-        loss_term: LossTerm | None = None,
-        weight: float = 1.0,
-    ) -> None:
+    def contribute(self, name: str, *, targets: SnippetTargets | None = None, loss_term: LossTerm | None = None, weight: float = 1.0) -> None:
         """Hand the next training step pseudo-label ``targets`` and/or a ``loss_term`` (see the
         module docstring). ``name`` names the contributor and the logged term."""
         if targets is not None and not self.takes_pseudo_labels:
@@ -278,7 +249,9 @@ class PWESModule(L.LightningModule):
     @torch.no_grad()
     def clean_forward(self, batch: Batch) -> NetworkOutput:
         """The network's outputs for ``batch`` in eval mode (no dropout) without gradients; the
-        module's train/eval mode is restored. Cached for the current batch."""
+        module's train/eval mode is restored. Computed at the first call on a batch and shared by
+        every later call on it until ``on_train_batch_end`` drops it, so during training it is the
+        network before the batch's optimizer step (a loop without a Trainer calls that hook too)."""
         if self._clean is not None and self._clean[0] is batch:
             return self._clean[1]
         was_training = self.network.training
@@ -380,20 +353,21 @@ class PWESModule(L.LightningModule):
         return LossReport(terms=terms, total=total, targets=targets, weights=weights)
 
     # ----------------------------------------------------------------------------------- training
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
         """One iteration: the training forward, the losses with this step's contributions."""
         contributions, self._contributions = self._contributions, Contributions()
-        try:
-            output = as_float32(self.forward(batch, from_points=True))  # losses in fp32 under autocast
-            report = self.compute_losses(batch, output, contributions.targets, contributions.terms)
-            self._last_targets, self._last_report = report.targets, report
-        finally:
-            self._clean = None
+        output = as_float32(self.forward(batch, from_points=True))  # losses in fp32 under autocast
+        report = self._report = self.compute_losses(batch, output, contributions.targets, contributions.terms)
         size = len(batch)
         for name, value in report.terms.items():
             self.log(f"train/loss_{name}", value.detach(), batch_size=size)
         self.log("train/loss", report.total.detach(), batch_size=size, prog_bar=True)
-        return report.total
+        return StepOutput(loss=report.total, targets=report.targets)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The batch is over (the callbacks' ``on_train_batch_end`` ran first): drop its clean
+        forward and loss report."""
+        self._clean = self._report = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """The configured (partial) optimizer over the network's parameters."""
