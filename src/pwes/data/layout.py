@@ -33,6 +33,7 @@ import numpy as np
 from pwes import io
 from pwes.data import csvfile
 from pwes.data.ids import id_problem
+from pwes.data.npy_header import npz_headers
 
 VIDEO_COLUMNS = ("video", "subject", "num_frames", "fps")
 ANNOTATION_COLUMNS = ("video", "subject", "onset", "apex", "offset", "type")
@@ -220,26 +221,6 @@ def read_tables(
     return videos, intervals
 
 
-def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of the arrays in an ``.npz`` read from their headers only."""
-    shapes = {}
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            if not member.endswith(".npy"):
-                continue
-            with archive.open(member) as handle:
-                version = np.lib.format.read_magic(handle)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-                elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-                else:  # format 3.0 has no public header reader: read the array itself
-                    array = np.load(path, allow_pickle=False)[member[:-4]]
-                    shape, dtype = array.shape, array.dtype
-                shapes[member[:-4]] = (shape, dtype)
-    return shapes
-
-
 def load_features(path: str | Path, check: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The ``rgb`` and ``flow`` arrays of one feature file, as float32 [T, D].
 
@@ -317,7 +298,7 @@ def _check_features(path: Path, name: str, num_frames: int, snippet_length: int,
     if not path.is_file():
         raise LayoutError(f"{path}: feature file for video {name!r} not found")
     try:
-        shapes = _npz_shapes(path)
+        shapes = npz_headers(path)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise LayoutError(f"{path}: not a readable .npz file ({err})") from None
     for key in ("rgb", "flow"):
