@@ -30,7 +30,7 @@ from pwes.evaluation.proposal_files import write_proposals_csv
 from pwes.inference.proposals import Proposal
 from pwes.model.targets import hard_targets
 from pwes.protocol import build_callbacks, pool_folds, run_protocol
-from pwes.report import write_report
+from pwes.results import write_report
 
 pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]
 

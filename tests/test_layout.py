@@ -202,7 +202,7 @@ def test_whitespace_only_ids_are_empty(feature_root: Path) -> None:
 
 
 def test_real_dataset_ids_are_safe() -> None:
-    from pwes.data.layout import id_problem
+    from pwes.data.ids import id_problem
 
     for name in ("15_0401girlcrashing", "s15", "006_1", "006", "spNO.1_a", "spNO.1", "s01_v01", "A-b.c_9"):
         assert id_problem(name) is None, name

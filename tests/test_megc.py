@@ -12,12 +12,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from pwes.data.layout import Interval, LayoutError, write_feature_set
-from pwes.evaluation.figures import format_paper_row, prf
+from pwes.evaluation.figures import prf
 from pwes.evaluation.megc import (
     Counts,
     EvaluationError,
     MatchConfig,
-    MEGCMetric,
     match_video,
     matched_ground_truth,
     score,
@@ -191,23 +190,6 @@ def test_pooling_folds_equals_summing_their_counts() -> None:
     assert pooled["tp"] > 0 and pooled["fp"] > 0 and pooled["fn"] > 0
     recall, precision, f1 = prf(pooled["tp"], pooled["fp"], pooled["fn"])
     assert (pooled["recall"], pooled["precision"], pooled["f1"]) == (recall, precision, f1)
-    # the Metric: one update per fold gives the pooled counts
-    metric = MEGCMetric()
-    for proposals, truths in folds:
-        metric.update(proposals, truths)
-    computed = metric.compute()
-    for key in COUNT_KEYS + ("recall", "precision", "f1", "me_f1", "mae_recall"):
-        assert computed[key] == pytest.approx(pooled[key])
-    assert metric.tp.tolist() == [pooled["me_tp"], pooled["mae_tp"]]
-
-
-def test_metric_reset_and_variant_setting() -> None:
-    metric = MEGCMetric(MatchConfig(one_to_many=True))
-    metric.update([prop(0, 9)], {"v": [gt(0, 9), gt(0, 8)]})
-    assert metric.compute()["tp"] == 2.0
-    metric.reset()
-    metric.update([], {"v": [gt(0, 9)]})
-    assert (metric.compute()["tp"], metric.compute()["fn"]) == (0.0, 1.0)
 
 
 def test_unknown_video_and_missing_fps_are_errors() -> None:
@@ -233,11 +215,6 @@ def test_score_is_fast_on_a_protocol_sized_input() -> None:
     elapsed = time.perf_counter() - begin
     assert metrics["num_proposals"] == 30000
     assert elapsed < 5.0, f"score() took {elapsed:.2f} s on 100 videos x 300 proposals"
-
-
-def test_paper_row_format() -> None:
-    metrics = {"f1_me_0.5": 0.203, "f1_me_1.0": 0.102, "f1_me_p": 0.023, "recall": 0.305, "precision": 0.467, "f1": 0.366}
-    assert format_paper_row(metrics).splitlines()[1] == "0.203 | 0.102 | 0.023 | 0.305 | 0.467 | 0.366"
 
 
 def test_config_file_matches_the_dataclass() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pwes.report import Stat, collect, combined_spread, group_by_seed, write_report
+from pwes.results import Stat, collect, combined_spread, group_by_seed, write_report
 
 
 def make_job(sweep: Path, name: str, overrides: list[str], metrics: dict | None) -> Path:
@@ -176,7 +176,7 @@ def test_fold_pooling_skips_a_job_whose_record_is_corrupt(tmp_path: Path) -> Non
 
 def test_report_png_title_and_seed_label(tmp_path: Path) -> None:
     """report.png is titled with the sweep and says mean ± std only when a row has several seeds."""
-    from pwes.report_plot import plot_text
+    from pwes.results.plot import plot_text
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 
 from pwes import io
 from pwes.config import ConfigError
-from pwes.report import ReportError, read_overrides
+from pwes.results.collect import ReportError, read_overrides
 
 MATCH_KEYS = ("iou_threshold", "class_agnostic", "one_to_many", "iou_plus_one")  # the test rule: equal in every job
 NOT_A_SETTING = ("seed", "fold")

@@ -28,14 +28,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from pwes import io
 from pwes.config import run_name_from_overrides
-from pwes.report import ReportError, read_override_list
+from pwes.results.collect import ReportError, read_override_list
 
 log = logging.getLogger("pwes")
 
 
 def job_overrides(job_dir: Path) -> list[str]:
     """The command-line overrides Hydra recorded for a job (empty when none are recorded);
-    :class:`pwes.report.ReportError` naming the file when it is not a YAML list of strings."""
+    :class:`pwes.results.collect.ReportError` naming the file when it is not a YAML list of strings."""
     path = job_dir / ".hydra" / "overrides.yaml"
     return read_override_list(path) if path.exists() else []
 

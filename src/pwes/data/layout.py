@@ -9,7 +9,7 @@
 
 Frames are 0-based, intervals inclusive, ``type`` is ``ME`` or ``MaE``; ``apex`` may be empty or
 -1 when unknown. Row ``t`` of the features covers frames ``[t*stride, t*stride + length)``.
-Video and subject ids must be safe ids (:func:`id_problem`): they name folders, files and CSV
+Video and subject ids must be safe ids (:func:`pwes.data.ids.id_problem`): they name folders, files and CSV
 cells. Each expression is listed once. Feature values are finite and within
 ``+-MAX_FEATURE_MAGNITUDE``. Every problem is raised as a :class:`LayoutError` whose one-line
 message names the file and line; a set without any annotation row loads with a warning.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,16 +32,13 @@ import numpy as np
 
 from pwes import io
 from pwes.data import csvfile
+from pwes.data.ids import id_problem
+from pwes.data.npy_header import npz_headers
 
 VIDEO_COLUMNS = ("video", "subject", "num_frames", "fps")
 ANNOTATION_COLUMNS = ("video", "subject", "onset", "apex", "offset", "type")
 EXPRESSION_TYPES = ("ME", "MaE")  # class index 0 = ME, 1 = MaE; the TCAM adds background at 2
 SNIPPET_SLACK = 1  # real extractors drop or pad the last partial snippet: allow +-1 row
-# Ids name fold folders (fold-<subject>), feature files (features/<video>.npz), CSV cells and
-# Hydra overrides (fold=<subject>): ASCII letters, digits, '.', '_' and '-', starting with a
-# letter or digit (so never '', '.', '..', '-x', a path, a comma or a control character).
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-MAX_ID_LENGTH = 128
 # Real snippet features (I3D after ReLU) stay within tens. Values beyond 1e6 are a broken
 # extractor or a unit mistake, and their squares summed over a long video (1e4 snippets x 2048
 # dims) approach float32's range (3.4e38) in the model's norms and losses: refuse them.
@@ -121,24 +117,6 @@ def expected_snippets(num_frames: int, snippet_length: int, stride: int) -> int:
 def _read_csv(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV with exactly ``columns`` (any order), each with its 1-based line number."""
     return csvfile.read_rows(path, columns, error=LayoutError)
-
-
-def id_problem(value: str) -> str | None:
-    """What makes ``value`` unusable as a video or subject id, or None when it is a safe id.
-
-    The one rule for ids (:data:`SAFE_ID`): ASCII letters, digits, ``.``, ``_`` and ``-``,
-    starting with a letter or digit, at most :data:`MAX_ID_LENGTH` characters.
-    """
-    if not value.strip():
-        return "is empty"
-    if len(value) > MAX_ID_LENGTH:
-        return f"is longer than {MAX_ID_LENGTH} characters"
-    if SAFE_ID.fullmatch(value):
-        return None
-    bad = next((c for c in value if not re.fullmatch(r"[A-Za-z0-9._-]", c)), None)
-    if bad is not None:
-        return f"contains {bad!r}"
-    return "must start with a letter or digit"
 
 
 def check_id(value: str, what: str, where: str) -> None:
@@ -243,26 +221,6 @@ def read_tables(
     return videos, intervals
 
 
-def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of the arrays in an ``.npz`` read from their headers only."""
-    shapes = {}
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            if not member.endswith(".npy"):
-                continue
-            with archive.open(member) as handle:
-                version = np.lib.format.read_magic(handle)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-                elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-                else:  # format 3.0 has no public header reader: read the array itself
-                    array = np.load(path, allow_pickle=False)[member[:-4]]
-                    shape, dtype = array.shape, array.dtype
-                shapes[member[:-4]] = (shape, dtype)
-    return shapes
-
-
 def load_features(path: str | Path, check: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The ``rgb`` and ``flow`` arrays of one feature file, as float32 [T, D].
 
@@ -340,7 +298,7 @@ def _check_features(path: Path, name: str, num_frames: int, snippet_length: int,
     if not path.is_file():
         raise LayoutError(f"{path}: feature file for video {name!r} not found")
     try:
-        shapes = _npz_shapes(path)
+        shapes = npz_headers(path)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise LayoutError(f"{path}: not a readable .npz file ({err})") from None
     for key in ("rgb", "flow"):

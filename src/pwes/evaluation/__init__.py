@@ -1,11 +1,10 @@
-"""The MEGC evaluation protocol (paper section 4.2): matching, the torchmetrics Metric, the paper's
-figures and the proposal files."""
+"""The MEGC evaluation protocol (paper section 4.2): matching, the paper's figures and the
+proposal files."""
 
 from pwes.evaluation.megc import (
     Counts,
     EvaluationError,
     MatchConfig,
-    MEGCMetric,
     match_video,
     score,
 )
@@ -15,7 +14,6 @@ __all__ = [
     "Counts",
     "EvaluationError",
     "MatchConfig",
-    "MEGCMetric",
     "match_video",
     "read_ground_truth",
     "read_proposals_csv",

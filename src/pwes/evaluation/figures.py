@@ -1,5 +1,5 @@
 """The arithmetic behind the paper's figures: recall, precision and F1 from summed counts, the
-score-threshold proposal sets that F1(p) chooses among, and the paper's table row.
+score-threshold proposal sets that F1(p) chooses among.
 
 Everything here works on plain count arrays; the matching that produces them lives in
 :mod:`pwes.evaluation.megc`.
@@ -7,13 +7,9 @@ Everything here works on plain count arrays; the matching that produces them liv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-
-PAPER_COLUMNS = ("F1(0.5)", "F1(1.0)", "F1(p)", "REC", "PRE", "F1")
-PAPER_KEYS = ("f1_me_0.5", "f1_me_1.0", "f1_me_p", "recall", "precision", "f1")
 
 
 def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
@@ -73,9 +69,3 @@ def best_set_index(sets: ThresholdSets, num_ground_truth: int) -> int | None:
     f1 = f1_array(tp, sets.fp.sum(axis=1), num_ground_truth - tp)
     return int(np.flatnonzero(f1 == f1.max())[-1])
 
-
-def format_paper_row(metrics: Mapping[str, float], digits: int = 3) -> str:
-    """The paper's table row ``F1(0.5) | F1(1.0) | F1(p) | REC | PRE | F1`` from :func:`pwes.evaluation.megc.score`'s dict."""
-    header = " | ".join(PAPER_COLUMNS)
-    values = " | ".join(f"{float(metrics[key]):.{digits}f}" for key in PAPER_KEYS)
-    return f"{header}\n{values}"

@@ -25,8 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torchmetrics import Metric
 
 from pwes.data.layout import EXPRESSION_TYPES, Interval
 from pwes.evaluation.figures import best_set_index, f1_array, prf, threshold_sets
@@ -283,37 +281,7 @@ def _metrics_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict
 
 
 # --------------------------------------------------------------------------------------------
-# the torchmetrics Metric and the full set of figures
-
-
-class MEGCMetric(Metric):
-    """TP, FP and FN per type (ME, MaE) as summed states; ``compute`` gives recall, precision and
-    F1 overall and per type (the keys of :func:`score` without the F1(0.5)/F1(1.0)/F1(p) figures,
-    which need every proposal rather than counts)."""
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    def __init__(self, config: MatchConfig | None = None, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.config = config or MatchConfig()
-        for name in ("tp", "fp", "fn"):
-            self.add_state(name, default=torch.zeros(len(EXPRESSION_TYPES), dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, proposals: Sequence[Proposal], ground_truth: Mapping[str, Sequence[Interval]]) -> None:  # type: ignore[override]
-        """Add the counts of every video in ``ground_truth`` (list videos without intervals too)."""
-        for video, video_proposals in _group_by_video(proposals, ground_truth).items():
-            arrays = _VideoArrays.build(video_proposals, ground_truth[video])
-            _, fp_credit, tp, fn = _video_counts(arrays, arrays.p_type, self.config)
-            self.tp += torch.as_tensor(tp, dtype=torch.long, device=self.tp.device)
-            self.fp += torch.as_tensor(fp_credit.sum(axis=0), dtype=torch.long, device=self.fp.device)
-            self.fn += torch.as_tensor(fn, dtype=torch.long, device=self.fn.device)
-
-    def compute(self) -> dict[str, float]:  # type: ignore[override]
-        """recall, precision, f1, tp, fp, fn and their ``me_*`` / ``mae_*`` versions, as floats."""
-        metrics = _metrics_from_counts(self.tp.cpu().numpy(), self.fp.cpu().numpy(), self.fn.cpu().numpy())
-        return {key: float(value) for key, value in metrics.items()}
+# the full set of figures
 
 
 @dataclass

@@ -27,13 +27,13 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from pwes.data import csvfile
 from pwes.data.importers.common import DatasetImportError, VideoName
 from pwes.data.layout import SNIPPET_SLACK, LayoutError, check_feature_values
+from pwes.data.npy_header import npy_header, npz_headers
 
 STREAMS = ("rgb", "flow")
 STREAM_SUFFIXES = {"rgb": ("-rgb", "_rgb"), "flow": ("-flow", "_flow")}
@@ -168,34 +168,18 @@ def discover(root: Path, flow_dir: Path | None = None) -> tuple[dict[str, Featur
     return dict(sorted(sources.items())), ignored
 
 
-def _header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from an ``.npy`` header, leaving the data unread."""
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-    return shape, dtype
-
-
 def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of every array of an ``.npz``, from the headers only."""
-    headers = {}
     try:
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                if member.endswith(".npy"):
-                    with archive.open(member) as handle:
-                        headers[member[:-4]] = _header(handle)
+        return npz_headers(path)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise DatasetImportError(f"{path}: not a readable .npz file ({err})") from None
-    return headers
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an ``.npy`` file, from its header only."""
     try:
-        with open(path, "rb") as handle:
-            return _header(handle)
+        return npy_header(path)
     except (OSError, ValueError) as err:
         raise DatasetImportError(f"{path}: not a readable .npy file ({err})") from None
 

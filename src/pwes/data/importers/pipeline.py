@@ -18,7 +18,8 @@ from pwes.data.importers.common import DatasetImportError, Expression, RawExpres
 from pwes.data.importers.datasets import ANNOTATION_FORMATS, DATASETS, AnnotationInput, DatasetSpec
 from pwes.data.importers.frames import FrameRules, normalize, parse_unknown_offset, parse_zero_onset
 from pwes.data.importers.report import ImportReport
-from pwes.data.layout import SNIPPET_SLACK, expected_snippets, id_problem, load_feature_set, write_feature_set
+from pwes.data.ids import id_problem
+from pwes.data.layout import SNIPPET_SLACK, expected_snippets, load_feature_set, write_feature_set
 
 REPORT_FILE = "import.json"
 NAMES_SHOWN = 5  # feature names listed when none is a video of the dataset
@@ -116,7 +117,7 @@ def import_dataset(
         "out": str(out),
         "snippet_length": snippet_length,
         "stride": stride,
-        "fps": _plain(fps),
+        "fps": _int_if_whole(fps),
         "first_frame": first_frame,
         "unknown_offset": rules.unknown_offset,
         "zero_onset": rules.zero_onset,
@@ -132,8 +133,8 @@ def import_dataset(
     return report
 
 
-def _plain(number: float) -> int | float:
-    """30.0 -> 30, so the CSV says ``30``."""
+def _int_if_whole(number: float) -> int | float:
+    """``number`` as an int when it is whole (30.0 -> 30, so the CSV says ``30``), else a float."""
     return int(number) if float(number).is_integer() else float(number)
 
 
@@ -361,7 +362,7 @@ def _write(
 ) -> None:
     """Write the layout; every feature file records ``snippets`` (length, stride) and the fps."""
     video_rows = [
-        {"video": v.name.video, "subject": v.name.subject, "num_frames": v.num_frames, "fps": _plain(fps)} for v in videos
+        {"video": v.name.video, "subject": v.name.subject, "num_frames": v.num_frames, "fps": _int_if_whole(fps)} for v in videos
     ]
     annotation_rows = [
         {"video": v.name.video, "subject": v.name.subject, "onset": e.onset, "apex": e.apex, "offset": e.offset, "type": e.type}

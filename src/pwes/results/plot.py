@@ -1,5 +1,5 @@
 """report.png: the F1 of the three operating points (and ME F1(0.5)) per row of a sweep's report,
-with error bars of one standard deviation over seeds (rendering only; `pwes.report` collects)."""
+with error bars of one standard deviation over seeds (rendering only; :mod:`.collect` collects)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pwes import io
 
 if TYPE_CHECKING:
-    from pwes.report import GroupRow
+    from pwes.results.stats import GroupRow
 
 
 def plot_text(groups: Sequence[GroupRow], sweep_name: str) -> tuple[str, str]:
