@@ -73,7 +73,9 @@ def test_onsets_and_offsets_never_reach_weak_training(two_sets: tuple[Path, Path
     (narrow, narrow_info), (wide, wide_info) = (train(root, "point") for root in two_sets)
     for name, value in narrow.items():
         assert torch.equal(value, wide[name]), name
-    assert narrow_info == wide_info  # the stored threshold too (chosen on point labels only)
+    # the checkpoint record too: split, rule, threshold (6 steps leave it at -inf on both sets, so
+    # this checks the record's wiring more than the threshold's value)
+    assert narrow_info == wide_info
 
 
 def test_full_supervision_does_read_them(two_sets: tuple[Path, Path]) -> None:
