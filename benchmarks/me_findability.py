@@ -46,8 +46,9 @@ from pwes.evaluation.calibration import apply_threshold  # noqa: E402
 from pwes.evaluation.megc import MatchConfig, score  # noqa: E402
 from pwes.inference.maps import proposals_from_prediction  # noqa: E402
 from pwes.inference.proposals import ProposalConfig, expression_type, interval_iou, multi_top_runs  # noqa: E402
-from pwes.protocol import build_datamodule, resolve_feature_set  # noqa: E402
-from pwes.spot import SpotError, load_model  # noqa: E402
+from pwes.fold import FoldSplitError, load_fold  # noqa: E402
+from pwes.protocol import resolve_feature_set  # noqa: E402
+from pwes.spot import SpotError  # noqa: E402
 
 CURVES = ("attention (rgb)", "attention (flow)", "attention", "TCAM ME", "suppressed TCAM ME", "TCAM MaE", "suppressed TCAM MaE")
 
@@ -82,10 +83,9 @@ def analyse(runs: Sequence[Path]) -> dict[str, object]:
         feature_set = resolve_feature_set(cfg)
         for fold in folds:
             subject = fold.name.removeprefix("fold-")
-            model, metadata = load_model(fold / "checkpoints" / "last.ckpt", "cpu")
-            proposal_cfg = ProposalConfig(**metadata["proposals"])
+            trained = load_fold(cfg, feature_set, fold, subject)  # the fold's model and the split training built for it
+            model, proposal_cfg, test_set = trained.model, trained.info.proposal_config(), trained.datamodule.test_set
             threshold = json.loads((fold / "metrics.json").read_text()).get("calibrated_threshold")
-            test_set = build_datamodule(cfg, feature_set, [subject]).test_set
             for index in range(len(test_set)):
                 item = test_set[index]
                 batch = collate([item])
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = analyse(args.runs)
-    except (FindabilityError, ConfigError, LayoutError, SpotError, OSError) as err:
+    except (FindabilityError, ConfigError, LayoutError, SpotError, FoldSplitError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(report(result))

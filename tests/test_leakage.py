@@ -1,22 +1,24 @@
 """Weak training sees only point labels and video labels: two feature sets that differ only in
 their intervals' onsets and offsets (same apex, same type, apex points) train bit-identical
-weights through the protocol's own builders, with MPLG and DFCL switched on. Full supervision, the
-one setting allowed to read the intervals, does see the difference (the test's control)."""
+weights and store the same calibrated threshold, through the stages the protocol runs
+(pwes.fold: setup_fold, fit_fold, then calibrate_fold and the checkpoint record), with MPLG and
+DFCL switched on. Full supervision, the one setting allowed to read the intervals, does see the
+difference (the test's control)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
-import lightning as L
 import pytest
 import torch
 from conftest import compose_train, make_feature_set
+from omegaconf import open_dict
 from tiny_model import QUIET
 
+from pwes.callbacks.dfcl import DFCLCallback
 from pwes.data.layout import load_feature_set
-from pwes.callbacks.diagnostics import attach_ground_truth
-from pwes.protocol import build_callbacks, build_datamodule, build_model
+from pwes.fold import checkpoint_info, fit_fold, setup_fold
+from pwes.scoring import calibrate_fold
 
 pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]
 
@@ -31,27 +33,32 @@ def annotations(widen: int) -> list[dict]:
     return [dict(video=v, subject=s, onset=max(0, on - widen), apex=apex, offset=off + widen, type=t) for v, s, on, apex, off, t in rows]
 
 
-def train(root: Path, supervision: str, extra: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+def train(root: Path, supervision: str, extra: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], dict]:
+    """Fold s3 of ``root`` set up, trained and calibrated by the protocol's stages: the weights
+    and the checkpoint record (threshold, rule, split) the protocol would store."""
     overrides = [
-        "dataset=casme2", f"dataset.root={root}", "data.points.mode=apex", "data.batch_size=2",
+        "dataset=casme2", f"dataset.root={root}", "data.points.mode=apex", "data.batch_size=2", "logger=none",
         "trainer.max_steps=6", "dataset.pretrain_steps=2", "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", f"model.supervision={supervision}",
         "+dataset.network.stream_dim=16", "+dataset.network.fused_dim=16", "+dataset.network.attention_dim=8",
         "callbacks.dfcl.bank_videos=4", *(extra or ("callbacks.mplg.threshold=0.3",)),
     ]
     cfg = compose_train(overrides)
+    run_dir = root.parent / f"run-{root.name}"
+    with open_dict(cfg):
+        cfg.run_dir, cfg.run_name, cfg.sweep_name = str(run_dir), "x", "x"  # run_protocol's, and Hydra's runtime
     feature_set = load_feature_set(root, 8, 8)
-    L.seed_everything(0, verbose=False)
-    datamodule = build_datamodule(cfg, feature_set, ["s3"])
-    model = build_model(cfg, feature_set)
-    callbacks = build_callbacks(cfg)
-    assert len(callbacks) == 4  # MPLG (or the oracle) and DFCL both run, the diagnostics (fed each set's intervals), grad_share
-    attach_ground_truth(callbacks, feature_set, datamodule.train_set.videos)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(root))
-    trainer.fit(model, datamodule=datamodule)
+    setup = setup_fold(cfg, feature_set, "s3", run_dir / "fold-s3", "g")
+    # MPLG (or the oracle), DFCL, the diagnostics (fed each set's intervals), grad_share, StopOnInterrupt
+    assert len(setup.callbacks) == 5
+    fit_fold(setup)
     if supervision == "point":
-        assert callbacks[1].bank.sizes()[2] > 0  # DFCL did run
-    return {k: v.clone() for k, v in model.state_dict().items()}
+        (dfcl,) = (c for c in setup.callbacks if isinstance(c, DFCLCallback))
+        assert dfcl.bank.sizes()[2] > 0  # DFCL did run
+    calibration, validation = calibrate_fold(cfg, feature_set, setup.trainer, setup.model, setup.datamodule)
+    info = checkpoint_info(setup, calibration, validation).to_dict()
+    assert info["train_subjects"] == ["s1", "s2"] and info["score_threshold_rule"] == ("intervals" if supervision == "full" else "points")
+    return {k: v.clone() for k, v in setup.model.state_dict().items()}, info
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +70,20 @@ def two_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_onsets_and_offsets_never_reach_weak_training(two_sets: tuple[Path, Path]) -> None:
-    narrow, wide = (train(root, "point") for root in two_sets)
+    (narrow, narrow_info), (wide, wide_info) = (train(root, "point") for root in two_sets)
     for name, value in narrow.items():
         assert torch.equal(value, wide[name]), name
+    # the checkpoint record too: split, rule, threshold (6 steps leave it at -inf on both sets, so
+    # this checks the record's wiring more than the threshold's value)
+    assert narrow_info == wide_info
 
 
 def test_full_supervision_does_read_them(two_sets: tuple[Path, Path]) -> None:
-    narrow, wide = (train(root, "full") for root in two_sets)
+    (narrow, _), (wide, _) = (train(root, "full") for root in two_sets)
     assert not all(torch.equal(value, wide[name]) for name, value in narrow.items())
 
 
 def test_the_oracle_upper_bound_does_read_them(two_sets: tuple[Path, Path]) -> None:
     """ablation=oracle_*: the one explicit path from intervals into weak training."""
-    narrow, wide = (train(root, "point", ("ablation=oracle_mplg_bg",)) for root in two_sets)
+    (narrow, _), (wide, _) = (train(root, "point", ("ablation=oracle_mplg_bg",)) for root in two_sets)
     assert not all(torch.equal(value, wide[name]) for name, value in narrow.items())

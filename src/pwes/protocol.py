@@ -1,6 +1,6 @@
 """The leave-one-subject-out protocol: train and test each fold, keep finished folds, pool counts.
 
-A run folder holds (the scoring stages a fold goes through are in pwes.scoring)::
+A run folder holds (the stages a fold goes through are in pwes.fold, its scoring in pwes.scoring)::
 
     config.yaml                    the resolved config of the run
     fold-<subject>/checkpoints/last.ckpt   the fold's final model (with the metadata spot needs)
@@ -20,28 +20,34 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pwes import dashboard, interrupt, io, run_folder, tracking
-from pwes.callbacks import diagnostics
 from pwes.config import ConfigError, to_container, validate_run_settings
 from pwes.data.recorded import settings_for_set
-from pwes.data.datamodule import PWESDataModule, fold_subjects, validation_count
+from pwes.data.datamodule import fold_subjects, validation_count
 from pwes.data.layout import FeatureSet, load_feature_set
-from pwes.inference.proposals import Proposal
-from pwes.scoring import (  # noqa: F401 - the fold stages, also importable from here
+from pwes.fold import (  # noqa: F401 - the fold stages, also importable from here
+    FoldResult,
+    build_callbacks,
+    build_datamodule,
+    build_model,
+    checkpoint_info,
+    describe,
+    fit_fold,
+    save_checkpoint,
+    score_fold,
+    setup_fold,
+    write_fold,
+)
+from pwes.scoring import (  # noqa: F401 - the fold's scoring stages, also importable from here
     VALIDATION_KEYS,
     calibrate,
     calibrate_fold,
@@ -60,15 +66,6 @@ from pwes.scoring import (  # noqa: F401 - the fold stages, also importable from
 )
 
 log = logging.getLogger("pwes")
-
-
-@dataclass
-class FoldResult:
-    """What one finished fold leaves behind."""
-
-    subject: str
-    metrics: dict[str, float]
-    proposals: list[Proposal]
 
 
 def resolve_feature_set(cfg: DictConfig) -> FeatureSet:
@@ -119,131 +116,25 @@ def prepare_run_folder(run_dir: Path, config: dict[str, Any], resume: bool, fing
     run_folder.write_run_record(run_dir, config, fingerprint)
 
 
-class CheckpointMetadata(Callback):
-    """Stores what a checkpoint's user needs besides the weights (feature widths, snippet
-    geometry, fps, proposal settings, thresholds) under the ``pwes`` key of the checkpoint."""
-
-    def __init__(self, metadata: dict[str, Any]) -> None:
-        self.metadata = metadata
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pwes"] = dict(self.metadata)
-
-
-def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
-    """Save the trainer's checkpoint atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(tmp)
-    os.replace(tmp, path)
-
-
-def build_model(cfg: DictConfig, feature_set: FeatureSet) -> L.LightningModule:
-    """The configured LightningModule for this feature set's widths. Pseudo labels and DFCL are
-    callbacks (``build_callbacks``); their dataset settings arrive by interpolation in conf/."""
-    rgb_dim, flow_dim = feature_set.feature_dims
-    return hydra.utils.instantiate(cfg.model, rgb_dim=rgb_dim, flow_dim=flow_dim, _recursive_=False)
-
-
-def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    """The configured ``callbacks.*`` (MPLG or another pseudo-label source, DFCL), fresh per fold."""
-    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
-
-
-def build_datamodule(cfg: DictConfig, feature_set: FeatureSet, test_subjects: Sequence[str]) -> PWESDataModule:
-    data = cfg.data
-    return PWESDataModule(
-        feature_set,
-        test_subjects,
-        batch_size=int(data.batch_size),
-        supervision=str(cfg.model.get("supervision", "point")),
-        point_mode=str(data.points.mode),
-        point_seed=int(data.points.seed),
-        seed=int(cfg.seed),
-        num_workers=int(data.num_workers),
-        cache=str(data.cache),
-        cache_limit_mb=float(data.cache_limit_mb),
-        validation_subjects=match_config(cfg).validation_subjects,
-    )
-
-
-def model_metadata(cfg: DictConfig, feature_set: FeatureSet, train_subjects: Sequence[str], validation_subjects: Sequence[str] = ()) -> dict[str, Any]:
-    """What `pwes.spot` needs to use a checkpoint on new data (and `pwes.rescore` to check it
-    rebuilt the fold's split: ``train_subjects``, ``validation_subjects``)."""
-    return {
-        "dataset": str(cfg.dataset.name),
-        "feature_dims": list(feature_set.feature_dims),
-        "snippet_length": feature_set.snippet_length,
-        "stride": feature_set.stride,
-        "fps": float(cfg.dataset.fps),
-        "proposals": to_container(cfg.proposals),
-        "evaluation": to_container(cfg.evaluation),
-        "train_subjects": list(train_subjects),
-        "validation_subjects": list(validation_subjects),
-        "seed": int(cfg.seed),
-    }
-
-
 def train_fold(cfg: DictConfig, feature_set: FeatureSet, subject: str | None, fold_dir: Path, group: str, position: str) -> FoldResult | None:
     """Train on every subject but ``subject`` (all subjects when None), save the checkpoint and,
-    when a subject is held out, predict, score and write its results."""
-    test_subjects = [subject] if subject is not None else []
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    datamodule = build_datamodule(cfg, feature_set, test_subjects)
-    model = build_model(cfg, feature_set)
-    train_subjects = sorted({feature_set.videos[v].subject for v in datamodule.train_set.videos})
-    validation_subjects = datamodule.validation_subjects
-    name = f"{group}/fold-{subject}" if subject is not None else f"{group}/all-subjects"
-    logger = tracking.make_logger(cfg.get("logger"), Path(cfg.run_dir), fold_dir, name, group)
-    tracking.log_config(logger, to_container(cfg))
-    callbacks = build_callbacks(cfg)
-    # Snippet ground truth of the training videos, for logged diagnostics only (never the model's).
-    diagnostics.attach_ground_truth(callbacks, feature_set, datamodule.train_set.videos)
-    metadata = model_metadata(cfg, feature_set, train_subjects, validation_subjects)
-    callbacks += [CheckpointMetadata(metadata), interrupt.StopOnInterrupt()]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=str(fold_dir))
-    validating = f", validating on {len(datamodule.val_set)} videos of {len(validation_subjects)} subjects" if validation_subjects else ""
-    log.info(
-        "%s %s: training on %d videos of %d subjects for %d steps on %s, testing on %d videos%s",
-        position, f"fold {subject}" if subject is not None else "all subjects", len(datamodule.train_set), len(train_subjects), trainer.max_steps,
-        trainer.strategy.root_device, len(datamodule.test_set), validating,
-    )
+    when a subject is held out, predict, score and write its results (the stages of pwes.fold)."""
+    setup = setup_fold(cfg, feature_set, subject, fold_dir, group)
+    log.info("%s", describe(setup, position))
     started = time.perf_counter()
-    proposal_cfg = proposal_config(cfg)
-    match = match_config(cfg)
-    pictures = dashboard.videos_per_fold(cfg.get("logger")) if logger is not None else 0
     failed = True
     try:
-        trainer.fit(model, datamodule=datamodule)
+        fit_fold(setup)
         interrupt.check()
         # The operating point for pwes.spot, chosen without the test subject (calibrate_fold).
-        calibration, validation = calibrate_fold(cfg, feature_set, trainer, model, datamodule)
-        metadata.update(score_threshold=calibration.threshold, score_threshold_rule=calibration.rule, train_f1_at_threshold=round(calibration.train_f1, 4))
-        if validation:
-            metadata.update(score_threshold_source=match.calibration_source)
+        calibration, validation = calibrate_fold(cfg, feature_set, setup.trainer, setup.model, setup.datamodule)
         interrupt.check()
-        save_checkpoint(trainer, fold_dir / "checkpoints" / "last.ckpt")
-        if subject is None:
-            failed = False
-            return None
-        predictions = predict_videos(trainer, model, datamodule.test_set, datamodule.batch_size)
-        proposals = proposals_from_outputs([predictions], feature_set, proposal_cfg)
-        metrics = evaluate_fold(proposals, feature_set, datamodule.test_set.videos, calibration, match)
-        metrics.update(validation)
-        metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(datamodule.test_set)}
-        if logger is not None:
-            logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=trainer.global_step)
-        metrics.update(diagnostics.final_values(callbacks))  # diag_*: pseudo-label/attention figures
-        if pictures:  # W&B only: a few test videos' maps, into the fold folder and its run
-            source = dashboard.threshold_source(match.calibration_source, calibration.rule)
-            paths = dashboard.fold_pictures(fold_dir, predictions, proposals, feature_set, calibration.threshold, source, pictures)
-            dashboard.log_pictures(logger, paths, f"fold {subject}", trainer.global_step)
-        write_proposals(fold_dir / "proposals.csv", proposals, feature_set)
-        io.write_json(fold_dir / "metrics.json", metrics)  # last: marks the fold finished
+        save_checkpoint(setup.trainer, fold_dir / "checkpoints" / "last.ckpt", checkpoint_info(setup, calibration, validation))
+        result = None if subject is None else write_fold(setup, score_fold(setup, calibration, validation, started), calibration)
         failed = False
-        return FoldResult(subject, metrics, proposals)
+        return result
     finally:
-        tracking.finish(logger, failed)
+        tracking.finish(setup.logger, failed)
 
 
 def run_protocol(cfg: DictConfig, run_dir: Path, on_accept: Callable[[], None] | None = None) -> dict[str, float] | None:

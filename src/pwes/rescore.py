@@ -158,20 +158,15 @@ def check_data(run_dir: Path, subjects: Sequence[str], feature_set: Any) -> None
 
 def rescore_fold(cfg: DictConfig, feature_set: Any, run_dir: Path, subject: str, out: Path, trainer: Any) -> dict[str, Any]:
     """One fold: load its model, rebuild its split, calibrate, evaluate, write its results."""
-    from pwes.protocol import build_datamodule
+    from pwes.fold import FoldSplitError, load_fold
     from pwes.scoring import calibrate_fold, evaluate_fold, match_config, predict_proposals, proposal_config, write_proposals
-    from pwes.spot import load_model
 
     fold = run_dir / f"fold-{subject}"
-    model, metadata = load_model(fold / "checkpoints" / "last.ckpt", "cpu")
-    datamodule = build_datamodule(cfg, feature_set, [subject])
-    train_subjects = sorted({feature_set.videos[v].subject for v in datamodule.train_set.videos})
-    recorded = (metadata.get("train_subjects"), metadata.get("validation_subjects", []))
-    if recorded[0] is not None and (list(recorded[0]), list(recorded[1])) != (train_subjects, list(datamodule.validation_subjects)):
-        raise RescoreError(
-            f"{fold}: the checkpoint was trained on subjects {recorded[0]} (validation {recorded[1]}), but the run's config now gives "
-            f"{train_subjects} (validation {datamodule.validation_subjects}); it cannot be re-scored with this split"
-        )
+    try:
+        trained = load_fold(cfg, feature_set, fold, subject)  # the split training built, checked against the checkpoint's record
+    except FoldSplitError as err:
+        raise RescoreError(f"{err}; it cannot be re-scored with this split") from None
+    model, datamodule = trained.model, trained.datamodule
     calibration, validation = calibrate_fold(cfg, feature_set, trainer, model, datamodule)
     proposals = predict_proposals(trainer, model, datamodule.test_set, datamodule.batch_size, feature_set, proposal_config(cfg))
     metrics = evaluate_fold(proposals, feature_set, datamodule.test_set.videos, calibration, match_config(cfg))

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from pwes import io
+from pwes.checkpoint_info import CheckpointInfo, CheckpointInfoError
 from pwes.data.batch import NUM_CLASSES, VideoItem, collate
 from pwes.data import csvfile
 from pwes.data.layout import Interval, LayoutError, load_features, read_tables
@@ -42,7 +43,7 @@ from pwes.data.recorded import check_recorded, read_recorded, snippet_count_prob
 from pwes.extract.video import parse_crop_box
 from pwes.extract.face import FACE_MODES
 from pwes.inference.maps import proposals_from_prediction
-from pwes.inference.proposals import Proposal, ProposalConfig
+from pwes.inference.proposals import Proposal
 from pwes.spot_plot import Threshold, label_intervals, plot  # noqa: F401 - label_intervals re-exported
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"}
@@ -69,11 +70,8 @@ class SpotInput:
     crop: dict[str, str] | None = None  # the video's crop_boxes.csv row (pwes.extract): where its frames were cut from
 
 
-METADATA_KEYS = ("feature_dims", "snippet_length", "stride", "fps", "proposals")
-
-
-def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The trained module and the metadata the training loop stored beside its weights."""
+def load_model(path: Path, device: str) -> tuple[torch.nn.Module, CheckpointInfo]:
+    """The trained module and the record the training loop stored beside its weights."""
     from pwes.model.module import PWESModule
 
     if not path.is_file():
@@ -85,9 +83,10 @@ def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any]
     metadata = checkpoint.get("pwes") if isinstance(checkpoint, dict) else None
     if not metadata:
         raise SpotError(f"{path}: not a pwes training checkpoint (no 'pwes' metadata); use fold-*/checkpoints/last.ckpt or model/checkpoints/last.ckpt of a run")
-    missing = [k for k in METADATA_KEYS if k not in metadata] if isinstance(metadata, dict) else list(METADATA_KEYS)
-    if missing:
-        raise SpotError(f"{path}: the checkpoint's 'pwes' metadata lacks {', '.join(missing)}; use a checkpoint written by pwes.train")
+    try:
+        info = CheckpointInfo.from_dict(metadata)
+    except CheckpointInfoError as err:
+        raise SpotError(f"{path}: the checkpoint's {err}; use a checkpoint written by pwes.train") from None
     if not isinstance(checkpoint.get("state_dict"), dict) or not checkpoint["state_dict"]:
         raise SpotError(f"{path}: the checkpoint has pwes metadata but no model weights ('state_dict'); use fold-*/checkpoints/last.ckpt or model/checkpoints/last.ckpt of a run")
     try:
@@ -96,7 +95,7 @@ def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any]
         reason = " ".join(str(err).split())[:240] or type(err).__name__
         raise SpotError(f"{path}: the checkpoint's weights cannot be loaded into the PWES network ({type(err).__name__}: {reason})") from None
     model.eval()
-    return model, metadata
+    return model, info
 
 
 def read_video_table(path: Path) -> dict[str, tuple[int, float | None]]:
@@ -141,10 +140,10 @@ def read_crop_boxes(root: Path) -> dict[str, dict[str, str]]:
         return {}
 
 
-def read_inputs(paths: list[Path], metadata: dict[str, Any], fps_override: float | None, videos_csv: Path | None) -> list[SpotInput]:
+def read_inputs(paths: list[Path], info: CheckpointInfo, fps_override: float | None, videos_csv: Path | None) -> list[SpotInput]:
     """Feature inputs: .npz files and feature-set folders (videos.csv beside features/). A file
     given twice is read once; every problem is one line naming the file (and line)."""
-    snippet, stride = int(metadata["snippet_length"]), int(metadata["stride"])
+    snippet, stride = int(info.snippet_length), int(info.stride)
     inputs: list[SpotInput] = []
     seen: set[Path] = set()
     for path in paths:
@@ -178,7 +177,7 @@ def read_inputs(paths: list[Path], metadata: dict[str, Any], fps_override: float
                 raise SpotError(f"{file}: {problem} (num_frames from {table}; snippet settings of the model); {fix}")
             estimated = frames is None
             num_frames = frames if frames is not None else (rgb.shape[0] - 1) * stride + snippet
-            fps = fps_override or fps or recorded.get("fps") or float(metadata["fps"])
+            fps = fps_override or fps or recorded.get("fps") or float(info.fps)
             inputs.append(SpotInput(name, rgb, flow, num_frames, fps, file, estimated, annotated=annotations.get(name), crop=crops.get(name)))
     output_names(inputs)
     return inputs
@@ -228,17 +227,17 @@ def check_existing_outputs(out: Path, items: list[SpotInput], overwrite: bool) -
             raise SpotError(f"{record if record.exists() else others[0]} holds {held}, not of {item.source}; pass another --out, or --overwrite to replace it")
 
 
-def check_compatible(item: SpotInput, metadata: dict[str, Any], fps_mismatch: str) -> str | None:
+def check_compatible(item: SpotInput, info: CheckpointInfo, fps_mismatch: str) -> str | None:
     """Refuse inputs the model cannot read; return a warning for an fps it was not trained at."""
-    want = tuple(metadata["feature_dims"])
+    want = tuple(info.feature_dims)
     have = (item.rgb.shape[1], item.flow.shape[1])
     if have != want:
         raise SpotError(f"{item.source}: feature widths rgb={have[0]}, flow={have[1]} but the checkpoint was trained on rgb={want[0]}, flow={want[1]}")
-    trained = float(metadata["fps"])
+    trained = float(info.fps)
     if not math.isclose(item.fps, trained, rel_tol=FPS_TOLERANCE):
         message = (
             f"{item.source}: {item.fps:g} fps but the model was trained at {trained:g} fps, so its "
-            f"{metadata['snippet_length']}-frame snippets span a different time"
+            f"{info.snippet_length}-frame snippets span a different time"
         )
         if fps_mismatch == "refuse":
             raise SpotError(message + "; resample the video to the training fps and extract again, or pass --fps-mismatch warn")
@@ -285,7 +284,7 @@ def _crop_record(row: dict[str, str] | None) -> dict[str, Any] | None:
     return {k: (int(v) if v.isdigit() else v or None) for k, v in row.items() if k != "video"}
 
 
-def extract_inputs(paths: list[Path], args: argparse.Namespace, metadata: dict[str, Any]) -> list[Path]:
+def extract_inputs(paths: list[Path], args: argparse.Namespace, info: CheckpointInfo) -> list[Path]:
     """Run feature extraction (pwes.extract) on video inputs with the model's snippet geometry;
     returns the feature-set folder it wrote. A video that fails is reported and skipped."""
     from pwes.extract.pipeline import ExtractionSettings, extract_videos
@@ -295,7 +294,7 @@ def extract_inputs(paths: list[Path], args: argparse.Namespace, metadata: dict[s
         raise SpotError(f"{paths[0]}: a video input needs --rgb-weights and --flow-weights (I3D checkpoints) to extract features first")
     root = args.out / "features-extracted"
     settings = ExtractionSettings(
-        snippet=int(metadata["snippet_length"]), stride=int(metadata["stride"]), device=args.device,
+        snippet=int(info.snippet_length), stride=int(info.stride), device=args.device,
         transform=FrameTransform(resize=args.resize, crop_size=args.crop_size, crop_box=args.crop_box), face=args.face,
     )
     results = extract_videos([str(p) for p in paths], root, args.rgb_weights, args.flow_weights, settings, fps=args.fps)
@@ -337,19 +336,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_options(args)
-        model, metadata = load_model(args.ckpt, args.device)
+        model, info = load_model(args.ckpt, args.device)
         videos = [p for p in args.inputs if p.suffix.lower() in VIDEO_SUFFIXES or (p.is_dir() and not (p / "features").is_dir())]
         features = [p for p in args.inputs if p not in videos]
         if videos:
-            features += extract_inputs(videos, args, metadata)
-        items = read_inputs(features, metadata, args.fps, args.videos_csv)
+            features += extract_inputs(videos, args, info)
+        items = read_inputs(features, info, args.fps, args.videos_csv)
         check_existing_outputs(args.out, items, args.overwrite)
-        threshold = args.threshold if args.threshold is not None else float(metadata.get("score_threshold", float("-inf")))
-        # checkpoints written before proposals.maps existed built their threshold on the plain maps
-        config = ProposalConfig(**{"maps": "plain", **metadata["proposals"]})
-        snippet, stride = int(metadata["snippet_length"]), int(metadata["stride"])
+        threshold = args.threshold if args.threshold is not None else info.threshold()
+        config = info.proposal_config()  # the plain maps for checkpoints from before proposals.maps
+        snippet, stride = int(info.snippet_length), int(info.stride)
         for item in items:
-            warning = check_compatible(item, metadata, args.fps_mismatch)
+            warning = check_compatible(item, info, args.fps_mismatch)
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
             prediction = predict(model, item, args.device)
