@@ -31,19 +31,32 @@ def run_name_from_overrides(override_dirname: str = "") -> str:
     return name or "default"
 
 
-def sweep_name(name: object = None, override_dirname: object = "") -> str:
+def folder_name(overrides: object = "") -> str:
+    """Run-folder name for a command's overrides (``hydra.overrides.task``, a list): those of
+    settings that can change results (pwes.run_config.folder_name_overrides: ``dataset.root``,
+    ``paths.*``, ``logger``, ... are left out), named by :func:`run_name_from_overrides`. A string
+    is taken as an override string already filtered (the ``hydra.job.override_dirname`` older
+    configs passed)."""
+    from pwes.run_config import folder_name_overrides
+
+    if isinstance(overrides, str):
+        return run_name_from_overrides(overrides)
+    return run_name_from_overrides(folder_name_overrides(overrides or []))  # type: ignore[arg-type]
+
+
+def sweep_name(name: object = None, overrides: object = "") -> str:
     """Multirun-folder name: ``sweep_name`` when set (experiments set ``table4_<dataset>``), else
-    the command's overrides as for a run folder, so the same grid command finds (and resumes)
-    the same multirun folder. (pwes.sweeper passes the name on to each job.)"""
+    the command's overrides as for a run folder (:func:`folder_name`), so the same grid command
+    finds (and resumes) the same multirun folder. (pwes.sweeper passes the name on to each job.)"""
     if name not in (None, ""):
         return str(name)
-    return run_name_from_overrides(str(override_dirname or ""))
+    return folder_name(overrides or "")
 
 
 def register_resolvers() -> None:
     """Register the ``pwes.*`` resolvers used by conf/ (safe to call more than once)."""
     if not OmegaConf.has_resolver("pwes.run_name"):
-        OmegaConf.register_new_resolver("pwes.run_name", lambda overrides="": run_name_from_overrides(str(overrides)))
+        OmegaConf.register_new_resolver("pwes.run_name", folder_name)
     if not OmegaConf.has_resolver("pwes.sweep_name"):
         OmegaConf.register_new_resolver("pwes.sweep_name", sweep_name)
 

@@ -4,16 +4,55 @@ them: what `pwes.train` checks before it resumes a run folder (`pwes.run_folder`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-# Settings that do not change results: ignored when checking that a resumed folder matches.
-# dataset.root is left out because the data itself is compared (fingerprint): moved data resumes.
+# Settings that do not change results: ignored when checking that a resumed folder matches, and
+# left out of run and multirun folder names (folder_name_overrides), so a command that differs
+# from another only in them finds (and resumes) the other's folder. The one list of them: the
+# Hydra config (conf/hydra/default.yaml) names folders through pwes.config's resolvers, which
+# call folder_name_overrides below.
 NON_RESULT_KEYS = ("logger", "resume", "print_metrics", "paths", "run_name", "sweep_name", "hydra")
 # Dotted keys (and everything below them) that never change results: where the data lives (the
-# fingerprint compares the data itself) and the logged-only diagnostics.
+# fingerprint compares the data itself, so moved data resumes) and the logged-only diagnostics.
 NON_RESULT_DOTTED = ("dataset.root", "callbacks.diagnostics", "callbacks.grad_share")
 NON_RESULT_TRAINER_KEYS = ("enable_progress_bar", "accelerator", "devices", "log_every_n_steps")
+# Overrides left out of folder names although they change results: an experiment names its
+# multirun folder itself (sweep_name: table<N>_<dataset>) and its jobs by their swept settings.
+FOLDER_NAME_ONLY_KEYS = ("experiment",)
+
+
+def result_neutral(key: str) -> bool:
+    """Whether the setting ``key`` (dotted, e.g. ``dataset.root``; a config group such as
+    ``hydra/launcher`` counts as ``hydra.launcher``) and everything below it leave results unchanged."""
+    key = key.replace("/", ".")
+    top, _, rest = key.partition(".")
+    if top in NON_RESULT_KEYS:
+        return True
+    if any(key == d or key.startswith(d + ".") for d in NON_RESULT_DOTTED):
+        return True
+    return top == "trainer" and rest.split(".", 1)[0] in NON_RESULT_TRAINER_KEYS
+
+
+def override_key(line: str) -> str:
+    """The setting or config group a command-line override sets (``~callbacks.diagnostics`` ->
+    ``callbacks.diagnostics``, ``+a.b=1`` -> ``a.b``), as Hydra's parser reads it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return str(OverridesParser.create().parse_overrides([line])[0].key_or_group)
+    except HydraException:  # not an override Hydra would have accepted: the text before "="
+        return line.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def folder_name_overrides(overrides: Iterable[str]) -> str:
+    """The part of a command's overrides that names its run (or multirun) folder: every override
+    of a setting that can change results, sorted, joined as ``k=v,k=v`` (what Hydra's
+    ``hydra.job.override_dirname`` gave with the result-neutral keys excluded)."""
+    lines = [str(line) for line in overrides]
+    kept = sorted(line for line in lines if not (result_neutral(key := override_key(line)) or key in FOLDER_NAME_ONLY_KEYS))
+    return ",".join(kept)
 
 
 def _legacy(value: Any, unless: tuple[str, Any] | None = None) -> Callable[[str, Mapping[str, Any]], bool]:
@@ -50,10 +89,11 @@ LEGACY_SETTINGS: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
     "evaluation.point_hit_extent": _legacy(False),
     "evaluation.point_hit_max_seconds": _legacy(None, unless=("evaluation.point_hit_extent", False)),
 }
+
+
 def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that determines results, flattened to dotted keys."""
-    flat = flatten({k: v for k, v in config.items() if k not in NON_RESULT_KEYS})
-    return {k: v for k, v in flat.items() if not any(k == d or k.startswith(d + ".") for d in NON_RESULT_DOTTED) and not (k.startswith("trainer.") and k.split(".", 1)[1] in NON_RESULT_TRAINER_KEYS)}
+    return {k: v for k, v in flatten(dict(config)).items() if not result_neutral(k)}
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

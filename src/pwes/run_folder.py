@@ -135,10 +135,16 @@ def check_run_folder(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapp
         record = fold / FINGERPRINT
         if not record.exists():
             raise RunFolderError(f"{fold}: finished without a data fingerprint ({FINGERPRINT}, written since pwes checks resumed data), so its data cannot be checked: pass run_name=NEW or delete the folder")
-        changed = fingerprint_differences(read_json(record), fingerprint)
+        recorded = read_json(record)
+        changed = fingerprint_differences(recorded, fingerprint)
         if changed:
+            moved = recorded.get("root") != fingerprint.get("root") if isinstance(recorded, Mapping) else False
+            where = (
+                f" (it was trained on {recorded.get('root')}, this command reads dataset.root={fingerprint.get('root')}; dataset.root does not name the run folder, so moved data resumes, but other data needs its own folder)"
+                if moved else ""
+            )
             raise RunFolderError(
-                f"{run_dir}: the data changed since {fold.name} was trained (changed: {listed(changed)}); its finished folds ({names}) cannot be pooled with new data: "
+                f"{run_dir}: the data changed since {fold.name} was trained{where} (changed: {listed(changed)}); its finished folds ({names}) cannot be pooled with new data: "
                 "pass run_name=NEW for a new run, or delete the folder"
             )
 
