@@ -11,8 +11,20 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-"""conf/ at the repository root (the package is installed in editable mode from the checkout)."""
+def shipped_folder(name: str) -> Path:
+    """A folder of the project's top level (``conf``, ``experiments``): inside the package when
+    pwes is installed from a wheel (setup.py copies them to ``pwes/<name>``), else at the top of the
+    checkout (an editable install, or ``PYTHONPATH=src``)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / name
+    return packaged if packaged.is_dir() else here.parents[1] / name
+
+
+CONFIG_DIR = shipped_folder("conf")
+"""The Hydra config folder (conf/ at the repository root, or its copy in the installed package)."""
+EXPERIMENTS_DIR = shipped_folder("experiments")
+"""The experiment files, one per table: the ``experiment`` config group (served by
+hydra_plugins.pwes_plugins, so no conf/experiment link is needed)."""
 
 
 MAX_NAME = 200
