@@ -27,6 +27,30 @@ EXPERIMENTS_DIR = shipped_folder("experiments")
 hydra_plugins.pwes_plugins, so no conf/experiment link is needed)."""
 
 
+def dataset_defaults(name: str) -> dict:
+    """A dataset's settings as conf/dataset/<name>.yaml gives them, its ``defaults`` chain merged
+    (casme3 over casme2), interpolations left as text: the one source of each dataset's fps,
+    snippet length and stride, read by training (Hydra) and by the importers
+    (pwes.data.importers.datasets) alike."""
+    import yaml
+
+    node = yaml.safe_load((CONFIG_DIR / "dataset" / f"{name}.yaml").read_text(encoding="utf-8")) or {}
+    own = {k: v for k, v in node.items() if k != "defaults"}
+    merged: dict = {}
+    chain = node.get("defaults") or ["_self_"]
+    for entry in chain if "_self_" in chain else [*chain, "_self_"]:
+        merged = _merged(merged, own if entry == "_self_" else dataset_defaults(str(entry)))
+    return merged
+
+
+def _merged(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, nested mappings merged key by key (as Hydra merges configs)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 MAX_NAME = 200
 """Longest run or multirun folder name; longer ones are cut and end in a hash of the whole."""
 
