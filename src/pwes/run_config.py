@@ -4,7 +4,8 @@ them: what `pwes.train` checks before it resumes a run folder (`pwes.run_folder`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # Settings that do not change results: ignored when checking that a resumed folder matches, and
@@ -55,17 +56,29 @@ def folder_name_overrides(overrides: Iterable[str]) -> str:
     return ",".join(kept)
 
 
-def _legacy(value: Any, unless: tuple[str, Any] | None = None) -> Callable[[str, Mapping[str, Any]], bool]:
-    """A setting added after run folders existed: absent from an old folder's config, it matches
-    a new config that has ``value`` (what the code did before the setting), or any value while
-    the setting ``unless`` names still has the value that makes it inert."""
+RUN_SCHEMA = 2
+"""Version of a run folder's record (``run.json``, written by pwes.run_folder). 1: no run.json,
+folders written before the version was recorded, whose config.yaml may lack any setting of
+LEGACY_SETTINGS; 2: config.yaml holds every setting listed there. A setting added later is
+listed with ``since=3`` and RUN_SCHEMA raised to 3, and so on: a folder of schema N may lack
+exactly the settings listed with a ``since`` above N."""
 
-    def matches(key: str, new: Mapping[str, Any]) -> bool:
-        if unless is not None and new.get(unless[0]) == unless[1]:
+
+@dataclass(frozen=True)
+class Legacy:
+    """A setting added after run folders existed: absent from the config of a folder whose schema
+    is below ``since``, it matches a new config that has ``value`` (what the code did before the
+    setting), or any value while the setting ``unless`` names still has the value that makes it inert."""
+
+    value: Any
+    unless: tuple[str, Any] | None = None
+    since: int = 2
+
+    def matches(self, key: str, new: Mapping[str, Any]) -> bool:
+        if self.unless is not None and new.get(self.unless[0]) == self.unless[1]:
             return True
-        return new.get(key) == value
+        return new.get(key) == self.value
 
-    return matches
 
 
 # Settings added since run folders were first fingerprinted, with the value that reproduces the
@@ -73,21 +86,21 @@ def _legacy(value: Any, unless: tuple[str, Any] | None = None) -> Callable[[str,
 # config has that value (the same results); any other value is a difference and is refused.
 # Settings whose old behaviour is not available (model.network.dropout_impl=fast changed the
 # numbers; its legacy value is torch) are listed too, so an old folder resumes only with it.
-LEGACY_SETTINGS: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
-    "model.network.topk": _legacy("divisors"),
-    "model.network.topk_seconds": _legacy(None, unless=("model.network.topk", "divisors")),
-    "model.network.topk_fps": _legacy(None, unless=("model.network.topk", "divisors")),
-    "model.network.topk_stride": _legacy(None, unless=("model.network.topk", "divisors")),
-    "model.network.dropout_impl": _legacy("torch"),
-    "callbacks.mplg.weights_in_loss": _legacy(True),
-    "callbacks.mplg.coarse_mask_in_loss": _legacy(False),
-    "callbacks.mplg.background": _legacy("lowest_0.6T"),
-    "callbacks.mplg.background_min": _legacy(None, unless=("callbacks.mplg.background", "lowest_0.6T")),
-    "proposals.max_seconds": _legacy(None),
-    "evaluation.validation_subjects": _legacy(0),
-    "evaluation.calibration_source": _legacy("train"),
-    "evaluation.point_hit_extent": _legacy(False),
-    "evaluation.point_hit_max_seconds": _legacy(None, unless=("evaluation.point_hit_extent", False)),
+LEGACY_SETTINGS: dict[str, Legacy] = {
+    "model.network.topk": Legacy("divisors"),
+    "model.network.topk_seconds": Legacy(None, unless=("model.network.topk", "divisors")),
+    "model.network.topk_fps": Legacy(None, unless=("model.network.topk", "divisors")),
+    "model.network.topk_stride": Legacy(None, unless=("model.network.topk", "divisors")),
+    "model.network.dropout_impl": Legacy("torch"),
+    "callbacks.mplg.weights_in_loss": Legacy(True),
+    "callbacks.mplg.coarse_mask_in_loss": Legacy(False),
+    "callbacks.mplg.background": Legacy("lowest_0.6T"),
+    "callbacks.mplg.background_min": Legacy(None, unless=("callbacks.mplg.background", "lowest_0.6T")),
+    "proposals.max_seconds": Legacy(None),
+    "evaluation.validation_subjects": Legacy(0),
+    "evaluation.calibration_source": Legacy("train"),
+    "evaluation.point_hit_extent": Legacy(False),
+    "evaluation.point_hit_max_seconds": Legacy(None, unless=("evaluation.point_hit_extent", False)),
 }
 
 
@@ -106,12 +119,15 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``setting: old vs new`` for every result-relevant setting that differs."""
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], schema: int = 1) -> list[str]:
+    """``setting: old vs new`` for every result-relevant setting that differs; ``old`` was
+    written under run-record ``schema`` (RUN_SCHEMA), so a setting it lacks because it did not
+    exist yet (LEGACY_SETTINGS) matches its legacy value."""
     a, b = comparable_config(old), comparable_config(new)
     missing = "(unset)"
-    return [
-        f"{k}: {a.get(k, missing)} vs {b.get(k, missing)}"
-        for k in sorted(set(a) | set(b))
-        if a.get(k, missing) != b.get(k, missing) and not (k not in a and k in LEGACY_SETTINGS and LEGACY_SETTINGS[k](k, b))
-    ]
+
+    def predates(k: str) -> bool:
+        legacy = LEGACY_SETTINGS.get(k)
+        return k not in a and legacy is not None and schema < legacy.since and legacy.matches(k, b)
+
+    return [f"{k}: {a.get(k, missing)} vs {b.get(k, missing)}" for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing) and not predates(k)]

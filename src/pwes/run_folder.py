@@ -39,9 +39,10 @@ from omegaconf import DictConfig, OmegaConf
 from pwes import io
 from pwes.config import ConfigError
 from pwes.data.layout import FeatureSet
-from pwes.run_config import config_differences
+from pwes.run_config import RUN_SCHEMA, config_differences
 
 FINGERPRINT = "fingerprint.json"
+RUN_RECORD = "run.json"  # {"schema": RUN_SCHEMA}: which settings the folder's config.yaml can lack
 
 
 LOCK = ".pwes.lock"  # held (fcntl) by the process writing the run folder; empty, never rewritten
@@ -126,7 +127,7 @@ def check_run_folder(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapp
             old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as err:
             raise RunFolderError(f"{path}: unreadable ({type(err).__name__}); its finished folds ({names}) cannot be checked: pass run_name=NEW or delete the folder") from None
-        changed = config_differences(old if isinstance(old, Mapping) else {}, config)
+        changed = config_differences(old if isinstance(old, Mapping) else {}, config, run_schema(run_dir))
         if changed:
             raise RunFolderError(f"{path} was written by a different config ({listed(changed)}); its finished folds ({names}) cannot be pooled with this run: pass run_name=NEW or delete the folder")
     if fingerprint is None:
@@ -159,9 +160,25 @@ def previous_fingerprint(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def run_schema(run_dir: Path) -> int:
+    """The run record's schema (pwes.run_config.RUN_SCHEMA) of a folder: 1 without run.json (a
+    folder written before the schema was recorded); one from a newer pwes is refused."""
+    path = run_dir / RUN_RECORD
+    if not path.exists():
+        return 1
+    record = read_json(path)
+    schema = record.get("schema") if isinstance(record, Mapping) else None
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        raise RunFolderError(f"{path}: no valid schema ({schema!r}); its folds cannot be checked: pass run_name=NEW or delete the folder")
+    if schema > RUN_SCHEMA:
+        raise RunFolderError(f"{path}: written by a newer pwes (run-record schema {schema}, this one knows up to {RUN_SCHEMA}); update pwes, or pass run_name=NEW")
+    return schema
+
+
 def write_run_record(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapping[str, Any] | None) -> None:
-    """config.yaml and fingerprint.json of the run (after the checks passed)."""
+    """config.yaml, fingerprint.json and run.json (the schema) of the run (after the checks passed)."""
     io.write_text(run_dir / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
+    io.write_json(run_dir / RUN_RECORD, {"schema": RUN_SCHEMA})
     if fingerprint is not None:
         io.write_json(run_dir / FINGERPRINT, fingerprint)
 
