@@ -1,11 +1,14 @@
 """Which settings of a resolved config decide a run's results, and how two configs differ in
-them: what `pwes.train` checks before it resumes a run folder (`pwes.run_folder`) and what
-`pwes.rescore` checks before it re-scores one."""
+them: what `pwes.train` checks before it resumes a run folder (`pwes.run_folder`), what
+`pwes.rescore` checks before it re-scores one, and which overrides name run and multirun folders
+(the resolvers of `pwes.config`); plus the run record's schema (which settings an older folder's
+config may lack)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 # Settings that do not change results: ignored when checking that a resumed folder matches, and
@@ -35,6 +38,7 @@ def result_neutral(key: str) -> bool:
     return top == "trainer" and rest.split(".", 1)[0] in NON_RESULT_TRAINER_KEYS
 
 
+@lru_cache(maxsize=4096)
 def override_key(line: str) -> str:
     """The setting or config group a command-line override sets (``~callbacks.diagnostics`` ->
     ``callbacks.diagnostics``, ``+a.b=1`` -> ``a.b``), as Hydra's parser reads it."""

@@ -5,7 +5,8 @@ right when the folds were trained with the same settings on the same data, so be
 written (Hydra's ``.hydra/`` record and log included) the folder is checked:
 
 * ``config.yaml`` against the new config: a difference is refused, naming each setting with its
-  old and new value (``model.dfcl.temperature: 0.3 vs 1.0``);
+  old and new value (``model.dfcl.temperature: 0.3 vs 1.0``); ``run.json`` says the record's
+  schema (pwes.run_config.RUN_SCHEMA), i.e. which later-added settings config.yaml may lack;
 * each finished fold's ``fingerprint.json`` against the data now on disk: the content hashes of
   ``videos.csv`` and ``annotations.csv`` and, per video, the feature file's size, modification
   time and content hash (hashed once; later runs re-hash only files whose size or time changed,
