@@ -178,5 +178,5 @@ def test_a_folder_of_the_current_schema_may_not_lack_a_setting(tmp_path: Path) -
     with pytest.raises(RunFolderError, match=r"model.network.topk: \(unset\) vs divisors"):
         prepare_run_folder(tmp_path, same, resume=True)
     (tmp_path / "run.json").write_text('{"schema": 3}')
-    with pytest.raises(RunFolderError, match=r"run.json: written by a newer pwes \(run-record schema 3, this one knows up to 2\)"):
+    with pytest.raises(RunFolderError, match=r"run.json: run-record schema 3, this pwes knows 1 to 2 \(a newer pwes wrote it\?\)"):
         prepare_run_folder(tmp_path, old, resume=True)

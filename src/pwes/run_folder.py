@@ -140,11 +140,8 @@ def check_run_folder(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapp
         recorded = read_json(record)
         changed = fingerprint_differences(recorded, fingerprint)
         if changed:
-            moved = recorded.get("root") != fingerprint.get("root") if isinstance(recorded, Mapping) else False
-            where = (
-                f" (it was trained on {recorded.get('root')}, this command reads dataset.root={fingerprint.get('root')}; dataset.root does not name the run folder, so moved data resumes, but other data needs its own folder)"
-                if moved else ""
-            )
+            moved = recorded.get("root") != fingerprint.get("root")
+            where = f" (it was trained on {recorded.get('root')}, this command reads dataset.root={fingerprint.get('root')}; dataset.root does not name the run folder, so moved data resumes, but other data needs its own folder)" if moved else ""
             raise RunFolderError(
                 f"{run_dir}: the data changed since {fold.name} was trained{where} (changed: {listed(changed)}); its finished folds ({names}) cannot be pooled with new data: "
                 "pass run_name=NEW for a new run, or delete the folder"
@@ -162,17 +159,12 @@ def previous_fingerprint(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run_schema(run_dir: Path) -> int:
-    """The run record's schema (pwes.run_config.RUN_SCHEMA) of a folder: 1 without run.json (a
-    folder written before the schema was recorded); one from a newer pwes is refused."""
+    """A folder's run-record schema (pwes.run_config.RUN_SCHEMA): 1 without run.json (written before
+    the schema was recorded); an invalid one, or one from a newer pwes, is refused."""
     path = run_dir / RUN_RECORD
-    if not path.exists():
-        return 1
-    record = read_json(path)
-    schema = record.get("schema") if isinstance(record, Mapping) else None
-    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
-        raise RunFolderError(f"{path}: no valid schema ({schema!r}); its folds cannot be checked: pass run_name=NEW or delete the folder")
-    if schema > RUN_SCHEMA:
-        raise RunFolderError(f"{path}: written by a newer pwes (run-record schema {schema}, this one knows up to {RUN_SCHEMA}); update pwes, or pass run_name=NEW")
+    schema = (record.get("schema") if isinstance(record := read_json(path), dict) else None) if path.exists() else 1
+    if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= RUN_SCHEMA:
+        raise RunFolderError(f"{path}: run-record schema {schema!r}, this pwes knows 1 to {RUN_SCHEMA} (a newer pwes wrote it?); update pwes, or pass run_name=NEW")
     return schema
 
 
