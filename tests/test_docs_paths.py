@@ -13,7 +13,7 @@ from pathlib import Path
 
 import conftest
 
-from pwes.config import CONFIG_DIR, run_name_from_overrides
+from pwes.config import CONFIG_DIR, folder_name
 
 README = (CONFIG_DIR.parent / "README.md").read_text(encoding="utf-8")
 
@@ -32,7 +32,7 @@ def checkpoint_path(overrides: list[str]) -> str:
     """Where `python -m pwes.train <overrides>` (fold=none) writes its model, relative to the
     working folder: the run folder Hydra names from the overrides (conf/hydra/default.yaml)."""
     cfg = conftest.compose_train(overrides, with_hydra=True)
-    name = run_name_from_overrides(cfg.hydra.job.override_dirname)
+    name = folder_name(cfg.hydra.overrides.task)
     return f"outputs/runs/{cfg.dataset.name}/{name}/model/checkpoints/last.ckpt"
 
 

@@ -153,6 +153,8 @@ def test_a_folder_from_before_a_setting_existed_resumes_with_its_old_behaviour(t
     old code (or any value while the setting is inert) resumes; another value is refused."""
     old = {**CONFIG, "model": {"lr": 1.0, "network": {"topk_divisors": [16, 8, 8]}}}
     prepare_run_folder(tmp_path, old, resume=True)
+    assert json.loads((tmp_path / "run.json").read_text()) == {"schema": 2}
+    (tmp_path / "run.json").unlink()  # a folder from before the run record had a schema (1)
     (tmp_path / "fold-s1").mkdir()
     (tmp_path / "fold-s1" / "metrics.json").write_text("{}")
     same = {**CONFIG, "model": {"lr": 1.0, "network": {"topk_divisors": [16, 8, 8], "topk": "divisors", "topk_seconds": [0.3, 1.5], "dropout_impl": "torch"}}}
@@ -163,3 +165,18 @@ def test_a_folder_from_before_a_setting_existed_resumes_with_its_old_behaviour(t
     prepare_run_folder(tmp_path, same, resume=True)
     # the logged-only gradient shares never change results
     prepare_run_folder(tmp_path, {**same, "callbacks": {"grad_share": {"every_n_steps": 50}}}, resume=True)
+
+
+def test_a_folder_of_the_current_schema_may_not_lack_a_setting(tmp_path: Path) -> None:
+    """A folder whose run.json says schema 2 was written with every setting of LEGACY_SETTINGS, so
+    one missing from its config.yaml is a difference, not an old folder; a newer schema is refused."""
+    old = {**CONFIG, "model": {"lr": 1.0, "network": {"topk_divisors": [16, 8, 8]}}}
+    prepare_run_folder(tmp_path, old, resume=True)
+    (tmp_path / "fold-s1").mkdir()
+    (tmp_path / "fold-s1" / "metrics.json").write_text("{}")
+    same = {**CONFIG, "model": {"lr": 1.0, "network": {"topk_divisors": [16, 8, 8], "topk": "divisors"}}}
+    with pytest.raises(RunFolderError, match=r"model.network.topk: \(unset\) vs divisors"):
+        prepare_run_folder(tmp_path, same, resume=True)
+    (tmp_path / "run.json").write_text('{"schema": 3}')
+    with pytest.raises(RunFolderError, match=r"run.json: run-record schema 3, this pwes knows 1 to 2 \(a newer pwes wrote it\?\)"):
+        prepare_run_folder(tmp_path, old, resume=True)

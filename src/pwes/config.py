@@ -12,8 +12,44 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-"""conf/ at the repository root (the package is installed in editable mode from the checkout)."""
+def shipped_folder(name: str) -> Path:
+    """A folder of the project's top level (``conf``, ``experiments``): inside the package when
+    pwes is installed from a wheel (setup.py copies them to ``pwes/<name>``), else at the top of the
+    checkout (an editable install, or ``PYTHONPATH=src``)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / name
+    return packaged if packaged.is_dir() else here.parents[1] / name
+
+
+CONFIG_DIR = shipped_folder("conf")
+"""The Hydra config folder (conf/ at the repository root, or its copy in the installed package)."""
+EXPERIMENTS_DIR = shipped_folder("experiments")
+"""The experiment files, one per table: the ``experiment`` config group (served by
+hydra_plugins.pwes_plugins, so no conf/experiment link is needed)."""
+
+
+def dataset_defaults(name: str) -> dict:
+    """A dataset's settings as conf/dataset/<name>.yaml gives them, its ``defaults`` chain merged
+    (casme3 over casme2), interpolations left as text: the one source of each dataset's fps,
+    snippet length and stride, read by training (Hydra) and by the importers
+    (pwes.data.importers.datasets) alike."""
+    import yaml
+
+    node = yaml.safe_load((CONFIG_DIR / "dataset" / f"{name}.yaml").read_text(encoding="utf-8")) or {}
+    own = {k: v for k, v in node.items() if k != "defaults"}
+    merged: dict = {}
+    chain = node.get("defaults") or ["_self_"]
+    for entry in chain if "_self_" in chain else [*chain, "_self_"]:
+        merged = _merged(merged, own if entry == "_self_" else dataset_defaults(str(entry)))
+    return merged
+
+
+def _merged(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, nested mappings merged key by key (as Hydra merges configs)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 MAX_NAME = 200
@@ -32,19 +68,32 @@ def run_name_from_overrides(override_dirname: str = "") -> str:
     return name or "default"
 
 
-def sweep_name(name: object = None, override_dirname: object = "") -> str:
+def folder_name(overrides: object = "") -> str:
+    """Run-folder name for a command's overrides (``hydra.overrides.task``, a list): those of
+    settings that can change results (pwes.run_config.folder_name_overrides: ``dataset.root``,
+    ``paths.*``, ``logger``, ... are left out), named by :func:`run_name_from_overrides`. A string
+    is taken as an override string already filtered (the ``hydra.job.override_dirname`` older
+    configs passed)."""
+    from pwes.run_config import folder_name_overrides
+
+    if isinstance(overrides, str):
+        return run_name_from_overrides(overrides)
+    return run_name_from_overrides(folder_name_overrides(overrides or []))  # type: ignore[arg-type]
+
+
+def sweep_name(name: object = None, overrides: object = "") -> str:
     """Multirun-folder name: ``sweep_name`` when set (experiments set ``table4_<dataset>``), else
-    the command's overrides as for a run folder, so the same grid command finds (and resumes)
-    the same multirun folder. (pwes.sweeper passes the name on to each job.)"""
+    the command's overrides as for a run folder (:func:`folder_name`), so the same grid command
+    finds (and resumes) the same multirun folder. (pwes.sweeper passes the name on to each job.)"""
     if name not in (None, ""):
         return str(name)
-    return run_name_from_overrides(str(override_dirname or ""))
+    return folder_name(overrides or "")
 
 
 def register_resolvers() -> None:
     """Register the ``pwes.*`` resolvers used by conf/ (safe to call more than once)."""
     if not OmegaConf.has_resolver("pwes.run_name"):
-        OmegaConf.register_new_resolver("pwes.run_name", lambda overrides="": run_name_from_overrides(str(overrides)))
+        OmegaConf.register_new_resolver("pwes.run_name", folder_name)
     if not OmegaConf.has_resolver("pwes.sweep_name"):
         OmegaConf.register_new_resolver("pwes.sweep_name", sweep_name)
 

@@ -5,7 +5,8 @@ right when the folds were trained with the same settings on the same data, so be
 written (Hydra's ``.hydra/`` record and log included) the folder is checked:
 
 * ``config.yaml`` against the new config: a difference is refused, naming each setting with its
-  old and new value (``model.dfcl.temperature: 0.3 vs 1.0``);
+  old and new value (``model.dfcl.temperature: 0.3 vs 1.0``); ``run.json`` says the record's
+  schema (pwes.run_config.RUN_SCHEMA), i.e. which later-added settings config.yaml may lack;
 * each finished fold's ``fingerprint.json`` against the data now on disk: the content hashes of
   ``videos.csv`` and ``annotations.csv`` and, per video, the feature file's size, modification
   time and content hash (hashed once; later runs re-hash only files whose size or time changed,
@@ -39,9 +40,10 @@ from omegaconf import DictConfig, OmegaConf
 from pwes import io
 from pwes.config import ConfigError
 from pwes.data.layout import FeatureSet
-from pwes.run_config import config_differences
+from pwes.run_config import RUN_SCHEMA, config_differences
 
 FINGERPRINT = "fingerprint.json"
+RUN_RECORD = "run.json"  # {"schema": RUN_SCHEMA}: which settings the folder's config.yaml can lack
 
 
 LOCK = ".pwes.lock"  # held (fcntl) by the process writing the run folder; empty, never rewritten
@@ -126,7 +128,7 @@ def check_run_folder(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapp
             old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as err:
             raise RunFolderError(f"{path}: unreadable ({type(err).__name__}); its finished folds ({names}) cannot be checked: pass run_name=NEW or delete the folder") from None
-        changed = config_differences(old if isinstance(old, Mapping) else {}, config)
+        changed = config_differences(old if isinstance(old, Mapping) else {}, config, run_schema(run_dir))
         if changed:
             raise RunFolderError(f"{path} was written by a different config ({listed(changed)}); its finished folds ({names}) cannot be pooled with this run: pass run_name=NEW or delete the folder")
     if fingerprint is None:
@@ -135,10 +137,13 @@ def check_run_folder(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapp
         record = fold / FINGERPRINT
         if not record.exists():
             raise RunFolderError(f"{fold}: finished without a data fingerprint ({FINGERPRINT}, written since pwes checks resumed data), so its data cannot be checked: pass run_name=NEW or delete the folder")
-        changed = fingerprint_differences(read_json(record), fingerprint)
+        recorded = read_json(record)
+        changed = fingerprint_differences(recorded, fingerprint)
         if changed:
+            moved = recorded.get("root") != fingerprint.get("root")
+            where = f" (it was trained on {recorded.get('root')}, this command reads dataset.root={fingerprint.get('root')}; dataset.root does not name the run folder, so moved data resumes, but other data needs its own folder)" if moved else ""
             raise RunFolderError(
-                f"{run_dir}: the data changed since {fold.name} was trained (changed: {listed(changed)}); its finished folds ({names}) cannot be pooled with new data: "
+                f"{run_dir}: the data changed since {fold.name} was trained{where} (changed: {listed(changed)}); its finished folds ({names}) cannot be pooled with new data: "
                 "pass run_name=NEW for a new run, or delete the folder"
             )
 
@@ -153,9 +158,20 @@ def previous_fingerprint(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def run_schema(run_dir: Path) -> int:
+    """A folder's run-record schema (pwes.run_config.RUN_SCHEMA): 1 without run.json (written before
+    the schema was recorded); an invalid one, or one from a newer pwes, is refused."""
+    path = run_dir / RUN_RECORD
+    schema = (record.get("schema") if isinstance(record := read_json(path), dict) else None) if path.exists() else 1
+    if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= RUN_SCHEMA:
+        raise RunFolderError(f"{path}: run-record schema {schema!r}, this pwes knows 1 to {RUN_SCHEMA} (a newer pwes wrote it?); update pwes, or pass run_name=NEW")
+    return schema
+
+
 def write_run_record(run_dir: Path, config: Mapping[str, Any], fingerprint: Mapping[str, Any] | None) -> None:
-    """config.yaml and fingerprint.json of the run (after the checks passed)."""
+    """config.yaml, fingerprint.json and run.json (the schema) of the run (after the checks passed)."""
     io.write_text(run_dir / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
+    io.write_json(run_dir / RUN_RECORD, {"schema": RUN_SCHEMA})
     if fingerprint is not None:
         io.write_json(run_dir / FINGERPRINT, fingerprint)
 

@@ -25,10 +25,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from pwes.data.batch import NUM_CLASSES, VideoItem, collate
 from pwes.data.layout import FeatureSet, load_features
 from pwes.data.points import sample_points, snippet_intervals, snippet_points, video_label
+from pwes.supervision import SUPERVISIONS
 
-# point: video labels + point labels (PWES); video: video labels only (Table I baseline);
-# full: also the whole annotated intervals as snippet labels (the fully supervised reference).
-SUPERVISION_MODES = ("point", "video", "full")
 CACHE_MODES = ("auto", "memory", "none")
 
 
@@ -89,8 +87,8 @@ class VideoDataset(Dataset):
         point_seed: int = 0,
         in_memory: bool = False,
     ) -> None:
-        if supervision not in SUPERVISION_MODES:
-            raise ValueError(f"model.supervision must be one of {', '.join(SUPERVISION_MODES)}, got {supervision!r}")
+        if supervision not in SUPERVISIONS:
+            raise ValueError(f"model.supervision must be one of {', '.join(SUPERVISIONS)}, got {supervision!r}")
         self.feature_set = feature_set
         self.videos = list(videos)
         self.supervision = supervision

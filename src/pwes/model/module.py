@@ -56,8 +56,8 @@ from pwes.model.losses import (
 from pwes.model.network import NetworkConfig, NetworkOutput, PWESNetwork, parse_settings
 from pwes.model.targets import SnippetTargets, combine_targets, interval_targets
 from pwes.model.topk import point_counts, point_rate, points_topk_counts, rate_topk_counts
+from pwes.supervision import SUPERVISIONS
 
-SUPERVISIONS = ("point", "video", "full")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 5e-4}
 CHECKPOINT_TOPK_RATE = "pwes_topk_rate"  # checkpoint key of the training point rate (topk=points)
 

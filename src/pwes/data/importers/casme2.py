@@ -40,9 +40,6 @@ from pwes.data.importers.common import (
 from pwes.data.importers.report import ImportReport
 from pwes.data.importers.tables import Table, pick_sheet, read_expression_rows, read_tables
 
-FPS = 30.0
-SNIPPET_LENGTH = 8
-STRIDE = 8
 EXPRESSION_SHEETS = ("CASFEcode_final", "CASMEcode_final")
 SUBJECT_SHEET = "naming rule1"
 VIDEO_SHEET = "naming rule2"

@@ -34,9 +34,6 @@ from pwes.data.importers.common import RawExpression, RowProblem, VideoName, cel
 from pwes.data.importers.report import ImportReport
 from pwes.data.importers.tables import find_header, pick_sheet, read_expression_rows, read_tables
 
-FPS = 30.0
-SNIPPET_LENGTH = 8
-STRIDE = 8
 SYNONYMS = {
     "subject": ("Subject", "Sub", "Subject ID", "Participant"),
     "video": ("Filename", "File name", "Seq", "Sequence", "Video", "Video name", "Clip"),

@@ -7,7 +7,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
+from pwes.config import dataset_defaults
 from pwes.data.importers import casme2, casme3, samm
 from pwes.data.importers.common import RawExpression, VideoName
 
@@ -30,15 +32,18 @@ class DatasetSpec:
     typed_inputs: bool = False  # accepts ME=/MaE= prefixes on annotation files
 
 
+def _spec(name: str, title: str, module: ModuleType, name_pattern: str, typed_inputs: bool = False) -> DatasetSpec:
+    """The import defaults of ``name``: fps, snippet length and stride from conf/dataset/<name>.yaml
+    (the training config's values, one source: pwes.config.dataset_defaults), its readers from ``module``."""
+    settings = dataset_defaults(name)
+    return DatasetSpec(name, title, float(settings["fps"]), int(settings["snippet_length"]), int(settings["stride"]),
+                       module.parse_video_name, module.read_annotations, name_pattern, typed_inputs)
+
+
 DATASETS: dict[str, DatasetSpec] = {
-    "casme2": DatasetSpec("casme2", "CAS(ME)^2", casme2.FPS, casme2.SNIPPET_LENGTH, casme2.STRIDE,
-                          casme2.parse_video_name, casme2.read_annotations,
-                          "s15/15_0401girlcrashing (folder number, '_', four-digit code, description)"),
-    "samm": DatasetSpec("samm", "SAMM-LV", samm.FPS, samm.SNIPPET_LENGTH, samm.STRIDE,
-                        samm.parse_video_name, samm.read_annotations, "006_1 (subject number, '_', recording number)"),
-    "casme3": DatasetSpec("casme3", "CAS(ME)^3 part A", casme3.FPS, casme3.SNIPPET_LENGTH, casme3.STRIDE,
-                          casme3.parse_video_name, casme3.read_annotations,
-                          "spNO.1/a or spNO.1_a (subject, then sequence)", typed_inputs=True),
+    "casme2": _spec("casme2", "CAS(ME)^2", casme2, "s15/15_0401girlcrashing (folder number, '_', four-digit code, description)"),
+    "samm": _spec("samm", "SAMM-LV", samm, "006_1 (subject number, '_', recording number)"),
+    "casme3": _spec("casme3", "CAS(ME)^3 part A", casme3, "spNO.1/a or spNO.1_a (subject, then sequence)", typed_inputs=True),
 }
 
 

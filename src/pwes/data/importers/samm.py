@@ -20,9 +20,6 @@ from pwes.data.importers.common import RawExpression, RowProblem, VideoName, cel
 from pwes.data.importers.report import ImportReport
 from pwes.data.importers.tables import find_header, pick_sheet, read_expression_rows, read_tables
 
-FPS = 200.0
-SNIPPET_LENGTH = 32
-STRIDE = 32
 SHEETS = ("FACS_Movement_Only",)
 SYNONYMS = {
     "subject": ("Subject",),
