@@ -26,7 +26,7 @@ def measure(preset: str, cache_dir: str, steps: int, cache: str, hidden: int) ->
 
     from pwes.data.datamodule import PWESDataModule, dataset_megabytes
     from pwes.data.layout import load_feature_set
-    from pwes.data.synthetic import PRESETS, ensure_synthetic
+    from pwes.synthetic import PRESETS, ensure_synthetic
     from pwes.model.module import PWESModule
 
     torch.set_num_threads(2)

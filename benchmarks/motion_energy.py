@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from pwes import io
-from pwes.callbacks.diagnostics import snippet_auc
+from pwes.evaluation.auc import snippet_auc
 from pwes.data.layout import FeatureSet, Interval, load_feature_set, load_features
-from pwes.data.synthetic import SyntheticSpec, ensure_synthetic, resolve_spec
+from pwes.synthetic import SyntheticSpec, ensure_synthetic, resolve_spec
 from pwes.evaluation.megc import score
 from pwes.inference.proposals import Proposal, expression_type
 
@@ -91,7 +91,7 @@ def snippet_labels(intervals: Sequence[Interval], num_snippets: int, length: int
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes.
-    The diagnostics callback's :func:`~pwes.callbacks.diagnostics.snippet_auc`, NaN for None."""
+    :func:`pwes.evaluation.auc.snippet_auc` (the diagnostics callback uses it too), NaN for None."""
     value = snippet_auc(scores, positive)
     return float("nan") if value is None else value
 

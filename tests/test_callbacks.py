@@ -25,7 +25,7 @@ from pwes.model.dfcl import RegionCounts, sample_region_vectors
 from pwes.model.module import StepContext
 from pwes.model.mplg import generate_mplg
 from pwes.model.targets import combine_targets, hard_targets
-from pwes.protocol import build_callbacks
+from pwes.fold import build_callbacks
 
 pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]
 

@@ -24,7 +24,7 @@ from pwes.config import ConfigError, settings_without_effect
 from pwes.model.lacp import LACPConfig, oic_score, oic_scores, optimal_sequence, score_contrastive_loss, select_seeds
 from pwes.model.mcwes import DurationConsistencyConfig, duration_consistency_loss, feature_consistency_loss, soft_durations
 from pwes.model.sfnet import actionness_loss, mine_action_frames, mine_background
-from pwes.protocol import build_callbacks
+from pwes.fold import build_callbacks
 
 pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]
 ROOT = Path(__file__).resolve().parents[1]

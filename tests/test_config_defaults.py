@@ -22,7 +22,8 @@ from pwes.model.lacp import LACPConfig
 from pwes.model.losses import LossConfig
 from pwes.model.mcwes import DurationConsistencyConfig, FeatureConsistencyConfig
 from pwes.model.mplg import MPLG_VARIANTS, MPLGConfig
-from pwes.model.network import NetworkConfig, parse_settings
+from pwes.model.network import NetworkConfig
+from pwes.settings import parse_settings
 from pwes.model.pplm import PPLMConfig
 from pwes.model.sfnet import SFNetConfig
 

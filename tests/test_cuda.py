@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from pwes.data.synthetic import ensure_synthetic
+from pwes.synthetic import ensure_synthetic
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

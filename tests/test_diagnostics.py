@@ -21,15 +21,17 @@ from pwes.callbacks.diagnostics import (
     attention_auc,
     ground_truth_map,
     pseudo_label_metrics,
-    snippet_auc,
 )
 from pwes.config import ConfigError
 from pwes.data.layout import load_feature_set
+from pwes.evaluation.auc import snippet_auc
 from pwes.evaluation.megc import MatchConfig
 from pwes.evaluation.proposal_files import write_proposals_csv
 from pwes.inference.proposals import Proposal
 from pwes.model.targets import hard_targets
-from pwes.protocol import build_callbacks, pool_folds, run_protocol
+from pwes.fold import build_callbacks
+from pwes.protocol import run_protocol
+from pwes.scoring import pool_folds
 from pwes.results import write_report
 
 pytestmark = [pytest.mark.filterwarnings(QUIET), pytest.mark.usefixtures("one_thread")]

@@ -10,12 +10,12 @@ import numpy as np
 import openpyxl
 import pytest
 
-from pwes.data.importers import DatasetImportError, import_dataset
-from pwes.data.importers import casme2, casme3, samm
-from pwes.data.importers.common import RawExpression, parse_type
-from pwes.data.importers.frames import FrameRules, normalize
-from pwes.data.importers.report import ImportReport
-from pwes.data.importers.tables import Table
+from pwes.datasets import DatasetImportError, import_dataset
+from pwes.datasets import casme2, casme3, samm
+from pwes.datasets.common import RawExpression, parse_type
+from pwes.datasets.frames import FrameRules, normalize
+from pwes.datasets.report import ImportReport
+from pwes.datasets.tables import Table
 from pwes.data.layout import load_feature_set, load_features
 
 WIDTH = 8

@@ -18,7 +18,7 @@ from pwes.model.losses import (
     sparsity_loss,
     video_mil_loss,
 )
-from pwes.model.network import parse_settings
+from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, combine_targets, hard_targets, interval_targets
 
 

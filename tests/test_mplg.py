@@ -34,7 +34,7 @@ from pwes.model.mplg import (
     pool_sizes,
 )
 from pwes.model.losses import binary_cross_entropy, snippet_probabilities
-from pwes.model.network import parse_settings
+from pwes.settings import parse_settings
 from pwes.model.pplm import PPLMConfig, generate_pplm
 
 T = 20

@@ -12,9 +12,9 @@ from pwes.model.network import (
     PWESNetwork,
     masked_mean,
     masked_topk_mean,
-    parse_settings,
     topk_counts,
 )
+from pwes.settings import parse_settings
 
 SMALL = NetworkConfig(stream_dim=8, fused_dim=12, attention_dim=6, dropout=0.0, topk_divisors=(4, 2, 2))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pwes.data.importers.common import DatasetImportError
-from pwes.data.importers.features import FeatureSource, inspect
+from pwes.datasets.common import DatasetImportError
+from pwes.datasets.features import FeatureSource, inspect
 from pwes.data.layout import LayoutError, load_feature_set
 from pwes.data.npy_header import npy_header, npz_headers, read_header
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pwes.data.synthetic import ensure_synthetic
+from pwes.synthetic import ensure_synthetic
 
 
 def shifted_copy(source: Path, target: Path) -> Path:

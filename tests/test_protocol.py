@@ -16,7 +16,8 @@ from pwes.evaluation.megc import MatchConfig, score
 from pwes.evaluation.proposal_files import write_proposals_csv
 from pwes.inference.proposals import Proposal
 from pwes.io import save_npz
-from pwes.protocol import pool_folds, prepare_run_folder
+from pwes.protocol import prepare_run_folder
+from pwes.scoring import pool_folds
 from pwes.run_folder import RunFolderError, data_fingerprint, fingerprint_differences, interrupted_message
 
 CONFIG = {"seed": 0, "fold": "all", "model": {"lr": 1.0}, "trainer": {"max_steps": 5, "enable_progress_bar": True}, "logger": {"offline": True}}

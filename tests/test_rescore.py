@@ -19,7 +19,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from pwes import rescore, select
-from pwes.protocol import match_config, pool_folds, resolve_feature_set
+from pwes.protocol import resolve_feature_set
+from pwes.scoring import match_config, pool_folds
 
 QUICK = ["dataset=synthetic_tiny", "trainer.max_steps=12", "dataset.pretrain_steps=6", "trainer.enable_progress_bar=false", "logger=none"]
 

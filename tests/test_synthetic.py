@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pwes.data import synthetic
-from pwes.data.synthetic import cache as synthetic_cache
-from pwes.data.synthetic import generator as synthetic_generator
+from pwes import synthetic
+from pwes.synthetic import cache as synthetic_cache
+from pwes.synthetic import generator as synthetic_generator
 from pwes.data.layout import expected_snippets, load_feature_set, load_features
-from pwes.data.synthetic import PRESETS, SyntheticSpec, ensure_synthetic, generate, resolve_spec
-from pwes.data.synthetic.draws import Event
+from pwes.synthetic import PRESETS, SyntheticSpec, ensure_synthetic, generate, resolve_spec
+from pwes.synthetic.draws import Event
 
 QUIET = {  # no background movement and no distractors: only the annotated expressions move
     "au_activity_std": 0.0, "activity_std": 0.0, "noise_std": 0.0, "rgb_drift_std": 0.0, "flow_drift_std": 0.0,
@@ -302,7 +302,7 @@ def test_the_package_runs_as_a_module(tmp_path: Path) -> None:
     import sys
 
     out = tmp_path / "set"
-    done = subprocess.run([sys.executable, "-m", "pwes.data.synthetic", "tiny", "--out", str(out), "--set", "feature_dim=4"],
+    done = subprocess.run([sys.executable, "-m", "pwes.synthetic", "tiny", "--out", str(out), "--set", "feature_dim=4"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert load_feature_set(out, 8).feature_dims == (4, 4)

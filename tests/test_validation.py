@@ -21,7 +21,8 @@ from pwes.data.layout import load_feature_set
 from pwes.evaluation.calibration import PointHitExtent, PointTarget, calibrate_on_points, point_hit_extent, point_hit_figures
 from pwes.evaluation.megc import EvaluationError, MatchConfig
 from pwes.inference.proposals import Proposal
-from pwes.protocol import check_evaluation_settings, pooled_validation, train_fold
+from pwes.protocol import train_fold
+from pwes.scoring import check_evaluation_settings, pooled_validation
 
 SUBJECTS = [f"s{i:02d}" for i in range(1, 11)]
 

@@ -32,7 +32,7 @@ def dataset_defaults(name: str) -> dict:
     """A dataset's settings as conf/dataset/<name>.yaml gives them, its ``defaults`` chain merged
     (casme3 over casme2), interpolations left as text: the one source of each dataset's fps,
     snippet length and stride, read by training (Hydra) and by the importers
-    (pwes.data.importers.datasets) alike."""
+    (pwes.datasets.registry) alike."""
     import yaml
 
     node = yaml.safe_load((CONFIG_DIR / "dataset" / f"{name}.yaml").read_text(encoding="utf-8")) or {}

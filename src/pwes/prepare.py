@@ -1,7 +1,7 @@
 """``python -m pwes.prepare {casme2,samm,casme3} --annotations FILE --features DIR --out ROOT``:
 turn a real dataset's annotation file(s) and existing feature files into the feature-set layout,
 and print what was imported, repaired, dropped and left unmatched. ``docs/datasets.md`` explains
-every rule; this module only parses, calls :func:`pwes.data.importers.import_dataset` and prints.
+every rule; this module only parses, calls :func:`pwes.datasets.import_dataset` and prints.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pwes.data.importers import ANNOTATION_FORMATS, DATASETS, ZERO_ONSET_RULES, DatasetImportError, import_dataset
+from pwes.datasets import ANNOTATION_FORMATS, DATASETS, ZERO_ONSET_RULES, DatasetImportError, import_dataset
 from pwes.data.layout import LayoutError
 
 

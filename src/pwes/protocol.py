@@ -34,36 +34,8 @@ from pwes.config import ConfigError, to_container, validate_run_settings
 from pwes.data.recorded import settings_for_set
 from pwes.data.datamodule import fold_subjects, validation_count
 from pwes.data.layout import FeatureSet, load_feature_set
-from pwes.fold import (  # noqa: F401 - the fold stages, also importable from here
-    FoldResult,
-    build_callbacks,
-    build_datamodule,
-    build_model,
-    checkpoint_info,
-    describe,
-    fit_fold,
-    save_checkpoint,
-    score_fold,
-    setup_fold,
-    write_fold,
-)
-from pwes.scoring import (  # noqa: F401 - the fold's scoring stages, also importable from here
-    VALIDATION_KEYS,
-    calibrate,
-    calibrate_fold,
-    check_evaluation_settings,
-    evaluate_fold,
-    ground_truth,
-    match_config,
-    pool_folds,
-    pooled_validation,
-    predict_proposals,
-    predict_videos,
-    proposal_config,
-    proposals_from_outputs,
-    validation_figures,
-    write_proposals,
-)
+from pwes.fold import FoldResult, checkpoint_info, describe, fit_fold, save_checkpoint, score_fold, setup_fold, write_fold
+from pwes.scoring import calibrate_fold, check_evaluation_settings, match_config, pool_folds, write_proposals
 
 log = logging.getLogger("pwes")
 
@@ -72,7 +44,7 @@ def resolve_feature_set(cfg: DictConfig) -> FeatureSet:
     """Load (and, for synthetic presets, first generate) the configured feature set."""
     ds = cfg.dataset
     if ds.get("synthetic"):
-        from pwes.data.synthetic import ensure_synthetic
+        from pwes.synthetic import ensure_synthetic
 
         syn = ds.synthetic
         overrides = OmegaConf.to_container(syn.overrides, resolve=True) if syn.get("overrides") is not None else {}

@@ -45,7 +45,7 @@ from pwes.evaluation.megc import MatchConfig, score
 from pwes.evaluation.proposal_files import read_proposals_csv, write_proposals_csv
 from pwes.inference.maps import proposals_from_prediction
 from pwes.inference.proposals import Proposal, ProposalConfig
-from pwes.model.network import parse_settings
+from pwes.settings import parse_settings
 
 # The figures of the validation subjects (each prefixed val_ and val_all_; pooled by summing counts).
 VALIDATION_KEYS = tuple(f"{prefix}{name}" for prefix in ("", "me_", "mae_") for name in ("recall", "precision", "f1", "tp", "fp", "fn"))

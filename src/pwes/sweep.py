@@ -71,7 +71,8 @@ def pool_sweep(sweep_dir: Path, failed: Sequence[tuple[Sequence[str], str]] = ()
     ``failed`` (each failed job's overrides and reason) are listed in their group's figures."""
     # imported here: Hydra imports this module (hydra_plugins.pwes_plugins) at every start-up
     from pwes.evaluation.megc import MatchConfig
-    from pwes.protocol import pool_folds, resolve_feature_set, write_proposals
+    from pwes.protocol import resolve_feature_set
+    from pwes.scoring import pool_folds, write_proposals
 
     failures: dict[str, list[dict[str, str]]] = defaultdict(list)
     for overrides, reason in failed:

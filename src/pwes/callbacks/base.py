@@ -19,7 +19,8 @@ import lightning as L
 from pwes.callbacks.host import HostCallback
 from pwes.config import ConfigError
 from pwes.data.batch import Batch
-from pwes.model.network import NetworkOutput, parse_settings
+from pwes.model.network import NetworkOutput
+from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, target_counts
 
 if TYPE_CHECKING:

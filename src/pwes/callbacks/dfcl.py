@@ -29,7 +29,8 @@ from pwes.config import plain
 from pwes.model.dfcl import DFCLConfig, RegionCounts, contrastive_anchors, info_nce, sample_region_vectors
 from pwes.model.memory_bank import RegionMemoryBank
 from pwes.model.module import StepContext, StepOutput
-from pwes.model.network import NetworkOutput, parse_settings
+from pwes.model.network import NetworkOutput
+from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets
 
 

@@ -52,6 +52,7 @@ from pwes.config import ConfigError
 from pwes.data.batch import NUM_CLASSES
 from pwes.data.layout import FeatureSet
 from pwes.data.points import snippet_intervals
+from pwes.evaluation.auc import snippet_auc
 from pwes.model.module import StepOutput
 from pwes.model.targets import SnippetTargets
 
@@ -115,24 +116,6 @@ def logged_key(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ metrics
-def snippet_auc(scores: Tensor | np.ndarray, positive: Tensor | np.ndarray) -> float | None:
-    """ROC AUC of ``scores`` [N] for ``positive`` [N] bool (Mann-Whitney U with average ranks for
-    ties); None without a positive or a negative."""
-    if isinstance(scores, Tensor):
-        scores = scores.detach().cpu().numpy()
-    if isinstance(positive, Tensor):
-        positive = positive.detach().cpu().numpy()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    pos = np.asarray(positive, dtype=bool).ravel()
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based rank of each distinct value
-    ranks = average_rank[inverse]
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 def _ratio(numerator: Tensor, denominator: Tensor) -> float | None:
     d = float(denominator)
     return None if d == 0 else float(numerator) / d

@@ -21,7 +21,8 @@ from pwes.data.batch import NUM_CLASSES, Batch
 from pwes.model.lacp import LACPConfig, dense_sequences, score_contrastive_loss
 from pwes.model.module import StepContext
 from pwes.model.mplg import classes_present
-from pwes.model.network import BACKGROUND, NetworkOutput, parse_settings
+from pwes.model.network import BACKGROUND, NetworkOutput
+from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, hard_targets
 
 

@@ -15,7 +15,8 @@ from pwes.callbacks.base import PseudoLabelCallback
 from pwes.config import ConfigError
 from pwes.data.batch import Batch
 from pwes.model.mplg import MPLG_VARIANTS, MPLGConfig, generate_mplg, loss_class_weights
-from pwes.model.network import NetworkOutput, parse_settings
+from pwes.model.network import NetworkOutput
+from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, hard_targets
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from pwes.callbacks.base import PseudoLabelCallback
 from pwes.data.batch import Batch
-from pwes.model.network import NetworkOutput, parse_settings
+from pwes.model.network import NetworkOutput
+from pwes.settings import parse_settings
 from pwes.model.pplm import PPLMConfig, generate_pplm
 from pwes.model.targets import SnippetTargets, hard_targets
 

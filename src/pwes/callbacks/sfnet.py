@@ -19,7 +19,8 @@ from pwes.callbacks.base import PseudoLabelCallback
 from pwes.data.batch import Batch
 from pwes.model.module import StepContext
 from pwes.model.mplg import point_mask
-from pwes.model.network import BACKGROUND, NetworkOutput, parse_settings
+from pwes.model.network import BACKGROUND, NetworkOutput
+from pwes.settings import parse_settings
 from pwes.model.sfnet import SFNetConfig, actionness_loss, foreground_scores, mine_action_frames, mine_background
 from pwes.model.targets import SnippetTargets, hard_targets
 

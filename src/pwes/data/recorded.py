@@ -123,7 +123,7 @@ def recorded_set_settings(root: str | Path) -> tuple[dict[str, int], Path] | Non
             return None
         if recorded:
             return recorded, first
-    record = root / "import.json"  # pwes.data.importers.REPORT_FILE
+    record = root / "import.json"  # pwes.datasets.REPORT_FILE
     try:
         settings = json.loads(record.read_text(encoding="utf-8")).get("settings", {})
     except (OSError, ValueError, AttributeError):

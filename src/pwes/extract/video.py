@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 # the importers count a frame folder's frames with the same rule, so both agree on num_frames
-from pwes.data.importers.common import natural_key
-from pwes.data.importers.features import IMAGE_SUFFIXES
+from pwes.datasets.common import natural_key
+from pwes.datasets.features import IMAGE_SUFFIXES
 
 
 def parse_crop_box(text: str) -> tuple[int, int, int, int]:

@@ -32,7 +32,8 @@ from torch import Tensor
 
 from pwes.config import ConfigError
 from pwes.data.batch import NUM_CLASSES
-from pwes.model.network import NUM_OUTPUTS, require
+from pwes.model.network import NUM_OUTPUTS
+from pwes.settings import require
 
 
 @dataclass(frozen=True)

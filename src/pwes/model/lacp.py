@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pwes.model.network import require
+from pwes.settings import require
 
 LACP_SCORES = ("suppressed", "tcam")
 

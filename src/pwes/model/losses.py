@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from pwes.data.batch import NUM_CLASSES
-from pwes.model.network import masked_mean, require
+from pwes.model.network import masked_mean
+from pwes.settings import require
 
 LOSS_NAMES = ("mil", "mil_suppressed", "snippet", "guide", "sparsity", "mutual")
 EPS = 1e-6

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pwes.data.batch import NUM_CLASSES
-from pwes.model.network import require
+from pwes.settings import require
 
 
 @dataclass(frozen=True)

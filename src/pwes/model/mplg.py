@@ -71,7 +71,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pwes.data.batch import NUM_CLASSES
-from pwes.model.network import masked_mean, require
+from pwes.model.network import masked_mean
+from pwes.settings import require
 
 MPLG_VARIANTS: dict[str, dict[str, bool]] = {
     "c": {"attention_mask": False, "foreground_similarity": False, "class_similarity": False},

@@ -7,83 +7,23 @@ Every temporal operation respects the padding mask: features are zeroed on padde
 each convolution (so a real snippet next to padding sees exactly the zero padding it would see in an
 unpadded video), means run over real snippets only and top-k pooling takes k from the real length.
 
-The module also holds the small helpers the rest of ``pwes.model`` shares: masked temporal means,
-masked top-k pooling, and :func:`parse_settings`, which turns a config mapping into a settings
-dataclass with one-line errors naming the bad setting.
+The module also holds the small helpers the rest of ``pwes.model`` shares: masked temporal means
+and masked top-k pooling (settings parsing is :mod:`pwes.settings`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from pwes.config import ConfigError
 from pwes.data.batch import NUM_CLASSES
 from pwes.model.dropout import DROPOUT_IMPLS, make_dropout
+from pwes.settings import require
 
 BACKGROUND = NUM_CLASSES  # index of the background column in the C+1-class outputs
 NUM_OUTPUTS = NUM_CLASSES + 1
-
-SettingsT = TypeVar("SettingsT")
-
-
-def parse_settings(cls: type[SettingsT], values: Mapping[str, Any] | None, where: str) -> SettingsT:
-    """Build the settings dataclass ``cls`` from ``values`` (a dict or DictConfig).
-
-    Unknown keys and values the dataclass rejects become a :class:`ConfigError` naming
-    ``where.<key>``, so a typo in a YAML file fails with one clear line.
-    """
-    if values is None:
-        return cls()
-    if isinstance(values, cls):
-        return values
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(str(k) for k in values if k not in defaults)
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(defaults))})")
-    kwargs = {str(key): _coerce(value, defaults[str(key)], f"{where}.{key}") for key, value in values.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as err:
-        raise ConfigError(f"{where}.{err}") from None
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """``value`` checked against the type of the setting's ``default`` (ints accepted as floats,
-    sequences as tuples)."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if isinstance(default, int) and not float(value).is_integer():
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        return type(default)(value)
-    if isinstance(default, tuple):
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(value)
-    if isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def require(condition: bool, setting: str, message: str) -> None:
-    """Raise ``ConfigError("<setting>: <message>")`` unless ``condition`` holds."""
-    if not condition:
-        raise ConfigError(f"{setting}: {message}")
-
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """Temporal mean over real snippets: [B, T, ...] and [B, T] bool -> [B, ...]."""

@@ -35,7 +35,8 @@ from pwes.model.mplg import (
     point_mask,
     pool_sizes,
 )
-from pwes.model.network import masked_mean, require
+from pwes.model.network import masked_mean
+from pwes.settings import require
 
 
 @dataclass(frozen=True)

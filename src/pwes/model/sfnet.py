@@ -33,7 +33,7 @@ from torch import Tensor
 
 from pwes.data.batch import NUM_CLASSES
 from pwes.model.losses import EPS
-from pwes.model.network import require
+from pwes.settings import require
 
 BACKGROUND_POOLS = ("batch", "video")
 

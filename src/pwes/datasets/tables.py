@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pwes.data import csvfile
-from pwes.data.importers.common import (
+from pwes.datasets.common import (
     DatasetImportError,
     RawExpression,
     RowProblem,
@@ -20,7 +20,7 @@ from pwes.data.importers.common import (
     cell_text,
     header_token,
 )
-from pwes.data.importers.report import ImportReport
+from pwes.datasets.report import ImportReport
 
 HEADER_SCAN_ROWS = 40  # how far down a sheet a header row is looked for
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # old binary .xls workbooks

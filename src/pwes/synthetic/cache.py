@@ -10,8 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pwes.data.synthetic.generator import generate
-from pwes.data.synthetic.spec import SyntheticCacheError, SyntheticSpec, SyntheticSpecError, check_seed, resolve_spec
+from pwes.synthetic.generator import generate
+from pwes.synthetic.spec import SyntheticCacheError, SyntheticSpec, SyntheticSpecError, check_seed, resolve_spec
 
 
 def summarize(root: Path) -> dict[str, float]:

@@ -16,8 +16,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from pwes.data.importers.common import DatasetImportError, Expression, RawExpression
-from pwes.data.importers.report import ImportReport
+from pwes.datasets.common import DatasetImportError, Expression, RawExpression
+from pwes.datasets.report import ImportReport
 
 ME_MAX_SECONDS = 0.5  # the datasets' own cut between micro- and macro-expressions
 

@@ -1,4 +1,4 @@
-"""``python -m pwes.data.synthetic``: write one synthetic feature set to a folder."""
+"""``python -m pwes.synthetic``: write one synthetic feature set to a folder."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pwes.data.synthetic.cache import format_summary, generate_into_place, summarize
-from pwes.data.synthetic.spec import PRESETS, SyntheticCacheError, SyntheticSpecError, resolve_spec
+from pwes.synthetic.cache import format_summary, generate_into_place, summarize
+from pwes.synthetic.spec import PRESETS, SyntheticCacheError, SyntheticSpecError, resolve_spec
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, str]:
@@ -23,8 +23,8 @@ def _parse_set(items: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pwes.data.synthetic PRESET --out DIR [--seed N] [--set key=value ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m pwes.data.synthetic", description="Write a synthetic feature set.")
+    """``python -m pwes.synthetic PRESET --out DIR [--seed N] [--set key=value ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m pwes.synthetic", description="Write a synthetic feature set.")
     parser.add_argument("preset", help=f"one of {', '.join(PRESETS)}")
     parser.add_argument("--out", required=True, type=Path, help="folder to create (must not exist or be empty)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

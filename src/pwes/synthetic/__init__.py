@@ -4,10 +4,10 @@
 ``cache`` keeps generated sets by preset, seed and spec digest, ``cli`` is the command line.
 """
 
-from pwes.data.synthetic.cache import cache_name, ensure_synthetic, summarize
-from pwes.data.synthetic.cli import main
-from pwes.data.synthetic.generator import generate
-from pwes.data.synthetic.spec import (GENERATOR_VERSION, ME_MAX_SECONDS, PRESETS, REFERENCE_DIM, SyntheticCacheError,
+from pwes.synthetic.cache import cache_name, ensure_synthetic, summarize
+from pwes.synthetic.cli import main
+from pwes.synthetic.generator import generate
+from pwes.synthetic.spec import (GENERATOR_VERSION, ME_MAX_SECONDS, PRESETS, REFERENCE_DIM, SyntheticCacheError,
                                       SyntheticSpec, SyntheticSpecError, resolve_spec)
 
 __all__ = ["GENERATOR_VERSION", "ME_MAX_SECONDS", "PRESETS", "REFERENCE_DIM", "SyntheticCacheError", "SyntheticSpec",

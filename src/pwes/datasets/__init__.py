@@ -5,15 +5,15 @@ One dataset per module (:mod:`.casme2`, :mod:`.samm`, :mod:`.casme3`, plus the L
 :mod:`.lgsnet_csv`) reads annotations into :class:`~.common.RawExpression` rows keyed by video and
 parses the dataset's video names; :mod:`.tables` reads workbook sheets and CSV files,
 :mod:`.features` feature files and frame folders, :mod:`.frames` holds the frame-number rules,
-:mod:`.report` the import report, :mod:`.datasets` the registry, and :mod:`.pipeline` puts them
+:mod:`.report` the import report, :mod:`.registry` the registry, and :mod:`.pipeline` puts them
 together in :func:`import_dataset`. ``docs/datasets.md`` has the rules.
 """
 
-from pwes.data.importers.common import DatasetImportError
-from pwes.data.importers.datasets import ANNOTATION_FORMATS, DATASETS, AnnotationInput, DatasetSpec
-from pwes.data.importers.frames import UNKNOWN_OFFSET_RULES, ZERO_ONSET_RULES
-from pwes.data.importers.pipeline import REPORT_FILE, import_dataset
-from pwes.data.importers.report import ImportReport
+from pwes.datasets.common import DatasetImportError
+from pwes.datasets.registry import ANNOTATION_FORMATS, DATASETS, AnnotationInput, DatasetSpec
+from pwes.datasets.frames import UNKNOWN_OFFSET_RULES, ZERO_ONSET_RULES
+from pwes.datasets.pipeline import REPORT_FILE, import_dataset
+from pwes.datasets.report import ImportReport
 
 __all__ = [
     "ANNOTATION_FORMATS",

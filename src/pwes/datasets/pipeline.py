@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from pwes import io
-from pwes.data.importers import features, lgsnet_csv
-from pwes.data.importers.common import DatasetImportError, Expression, RawExpression, VideoName, natural_key
-from pwes.data.importers.datasets import ANNOTATION_FORMATS, DATASETS, AnnotationInput, DatasetSpec
-from pwes.data.importers.frames import FrameRules, normalize, parse_unknown_offset, parse_zero_onset
-from pwes.data.importers.report import ImportReport
+from pwes.datasets import features, lgsnet_csv
+from pwes.datasets.common import DatasetImportError, Expression, RawExpression, VideoName, natural_key
+from pwes.datasets.registry import ANNOTATION_FORMATS, DATASETS, AnnotationInput, DatasetSpec
+from pwes.datasets.frames import FrameRules, normalize, parse_unknown_offset, parse_zero_onset
+from pwes.datasets.report import ImportReport
 from pwes.data.ids import id_problem
 from pwes.data.layout import SNIPPET_SLACK, expected_snippets, load_feature_set, write_feature_set
 

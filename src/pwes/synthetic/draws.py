@@ -14,7 +14,7 @@ from statistics import NormalDist
 import numpy as np
 
 from pwes.data.layout import expected_snippets
-from pwes.data.synthetic.spec import ME_MAX_SECONDS, SyntheticSpec
+from pwes.synthetic.spec import ME_MAX_SECONDS, SyntheticSpec
 
 _RISE_RANGE = (0.2, 0.45)  # onset phase (rise to the peak), as a fraction of the interval
 _HOLD_RANGE = (0.0, 0.4)  # apex phase (held peak) as a fraction; the apex frame is its middle

@@ -30,9 +30,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pwes.data.importers.common import RawExpression, RowProblem, VideoName, cell_int, cell_number, cell_text, parse_type, path_parts
-from pwes.data.importers.report import ImportReport
-from pwes.data.importers.tables import find_header, pick_sheet, read_expression_rows, read_tables
+from pwes.datasets.common import RawExpression, RowProblem, VideoName, cell_int, cell_number, cell_text, parse_type, path_parts
+from pwes.datasets.report import ImportReport
+from pwes.datasets.tables import find_header, pick_sheet, read_expression_rows, read_tables
 
 SYNONYMS = {
     "subject": ("Subject", "Sub", "Subject ID", "Participant"),

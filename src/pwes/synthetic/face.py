@@ -12,7 +12,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from pwes.data.synthetic.spec import SyntheticSpecError
+from pwes.synthetic.spec import SyntheticSpecError
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pwes.data.importers.common import DatasetImportError, RawExpression, RowProblem, VideoName, cell_int, cell_number, cell_text, parse_type
-from pwes.data.importers.report import ImportReport
-from pwes.data.importers.tables import find_header, read_csv_table, read_expression_rows
+from pwes.datasets.common import DatasetImportError, RawExpression, RowProblem, VideoName, cell_int, cell_number, cell_text, parse_type
+from pwes.datasets.report import ImportReport
+from pwes.datasets.tables import find_header, read_csv_table, read_expression_rows
 
 COLUMNS = ("subject", "video", "type", "type_idx", "startFrame", "endFrame", "frame_num", "length")
 SYNONYMS = {

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pwes.data import csvfile
-from pwes.data.importers.common import DatasetImportError, VideoName
+from pwes.datasets.common import DatasetImportError, VideoName
 from pwes.data.layout import SNIPPET_SLACK, LayoutError, check_feature_values
 from pwes.data.npy_header import npy_header, npz_headers
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pwes.data.importers.common import (
+from pwes.datasets.common import (
     DatasetImportError,
     RawExpression,
     RowProblem,
@@ -37,8 +37,8 @@ from pwes.data.importers.common import (
     parse_type,
     path_parts,
 )
-from pwes.data.importers.report import ImportReport
-from pwes.data.importers.tables import Table, pick_sheet, read_expression_rows, read_tables
+from pwes.datasets.report import ImportReport
+from pwes.datasets.tables import Table, pick_sheet, read_expression_rows, read_tables
 
 EXPRESSION_SHEETS = ("CASFEcode_final", "CASMEcode_final")
 SUBJECT_SHEET = "naming rule1"

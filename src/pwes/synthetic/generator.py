@@ -40,10 +40,10 @@ import numpy as np
 
 from pwes import io
 from pwes.data.layout import ANNOTATION_COLUMNS, VIDEO_COLUMNS, expected_snippets
-from pwes.data.synthetic.draws import (Bank, Event, ar1, low_rank, make_bank, place_events, smooth_series,
+from pwes.synthetic.draws import (Bank, Event, ar1, low_rank, make_bank, place_events, smooth_series,
                                        stratified_normal, unit_rms, video_layout)
-from pwes.data.synthetic.face import FaceMap, calibrate_face_map
-from pwes.data.synthetic.spec import GENERATOR_VERSION, REFERENCE_DIM, SyntheticSpec, check_seed
+from pwes.synthetic.face import FaceMap, calibrate_face_map
+from pwes.synthetic.spec import GENERATOR_VERSION, REFERENCE_DIM, SyntheticSpec, check_seed
 
 _DRIFT_COMPONENTS = 3
 _BLINK_DIRECTION_JITTER = 0.1  # variance share of a blink direction that is event-specific

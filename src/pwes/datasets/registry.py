@@ -10,8 +10,8 @@ from pathlib import Path
 from types import ModuleType
 
 from pwes.config import dataset_defaults
-from pwes.data.importers import casme2, casme3, samm
-from pwes.data.importers.common import RawExpression, VideoName
+from pwes.datasets import casme2, casme3, samm
+from pwes.datasets.common import RawExpression, VideoName
 
 ANNOTATION_FORMATS = ("official", "lgsnet")
 
