@@ -1,4 +1,4 @@
-# pwes: every target sets up .venv itself (created on first use, refreshed when pyproject.toml changes).
+# pwes: every target sets up .venv itself (created on first use, refreshed when pyproject.toml or setup.py changes).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +11,7 @@ ARGS   ?=
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# torch is pinned: this install takes the CPU build from local disk (an unpinned torch pulls a CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
