@@ -99,6 +99,7 @@ def test_bf16_trains_in_bf16_and_predicts_and_saves_in_fp32(tmp_path: Path) -> N
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
 
 
+@pytest.mark.slow  # 61 s: two whole bf16 trainings
 @needs_bf16
 def test_two_bf16_runs_with_one_seed_are_bit_identical(tmp_path: Path) -> None:
     def run(name: str) -> tuple[dict, bytes, dict]:

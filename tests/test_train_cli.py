@@ -93,6 +93,7 @@ def test_me_findability_reads_a_finished_run(full_run: tuple[Path, dict, str], t
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {broken / 'fold-s02' / 'checkpoints' / 'last.ckpt'}: not a readable checkpoint (UnpicklingError)"
 
 
+@pytest.mark.slow  # 77 s of a 20-min loaded suite; Ctrl-C resume stays fast (test_ctrl_c_says_what_is_kept_and_exits_130)
 def test_killed_run_resumes_to_the_same_result(full_run: tuple[Path, dict, str], tmp_path: Path) -> None:
     _, reference, _ = full_run
     env = {**os.environ, "PWES_HOME": str(tmp_path)}
@@ -121,6 +122,7 @@ def test_resume_refuses_a_different_config(full_run: tuple[Path, dict, str], tmp
     assert "different config" in proc.stderr and "callbacks" in proc.stderr
 
 
+@pytest.mark.slow  # 62 s; tests/test_report.py's real multirun (slow) and fast report tests cover the rest
 def test_multirun_and_report(tmp_path: Path) -> None:
     run_train(tmp_path, "-m", "logger=none", "fold=s01", "callbacks.mplg.threshold=0.6,0.8", "sweep_name=theta")
     sweep = tmp_path / "outputs" / "multiruns" / "theta"
@@ -135,6 +137,7 @@ def test_multirun_and_report(tmp_path: Path) -> None:
     assert (sweep / "report.md").read_text() == proc.stdout
 
 
+@pytest.mark.slow  # 89 s: two whole trainings
 def test_the_stored_threshold_uses_intervals_only_under_full_supervision(tmp_path: Path) -> None:
     run_train(tmp_path, "-m", "logger=none", "fold=s01", "model.supervision=point,full", "evaluation.calibration=auto,points", "sweep_name=cal")
     rules = {}
