@@ -23,9 +23,9 @@ from pwes.model.losses import LossConfig
 from pwes.model.mcwes import DurationConsistencyConfig, FeatureConsistencyConfig
 from pwes.model.mplg import MPLG_VARIANTS, MPLGConfig
 from pwes.model.network import NetworkConfig
-from pwes.settings import parse_settings
 from pwes.model.pplm import PPLMConfig
 from pwes.model.sfnet import SFNetConfig
+from pwes.settings import parse_settings
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "pwes"
 # (dataclass, the overrides that put its config in the composition, where it is in the config)

@@ -18,8 +18,8 @@ from pwes.model.losses import (
     sparsity_loss,
     video_mil_loss,
 )
-from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, combine_targets, hard_targets, interval_targets
+from pwes.settings import parse_settings
 
 
 def bce(p: float, y: float) -> float:

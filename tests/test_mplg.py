@@ -34,8 +34,8 @@ from pwes.model.mplg import (
     pool_sizes,
 )
 from pwes.model.losses import binary_cross_entropy, snippet_probabilities
-from pwes.settings import parse_settings
 from pwes.model.pplm import PPLMConfig, generate_pplm
+from pwes.settings import parse_settings
 
 T = 20
 ATTENTION = [0.10, 0.15, 0.20, 0.30, 0.70, 0.80, 0.75, 0.60, 0.20, 0.10,

@@ -12,8 +12,8 @@ from tiny_model import QUIET, TINY, batches, make_module, make_trainer, syntheti
 from pwes.config import ConfigError
 from pwes.data.batch import collate, VideoItem
 from pwes.model.network import NetworkConfig, PWESNetwork
-from pwes.settings import parse_settings
 from pwes.model.topk import point_counts, point_rate, points_topk_counts, rate_topk_counts
+from pwes.settings import parse_settings
 
 pytestmark = pytest.mark.filterwarnings(QUIET)
 

@@ -20,8 +20,8 @@ from pwes.callbacks.host import HostCallback
 from pwes.config import ConfigError
 from pwes.data.batch import Batch
 from pwes.model.network import NetworkOutput
-from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, target_counts
+from pwes.settings import parse_settings
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -30,8 +30,8 @@ from pwes.model.dfcl import DFCLConfig, RegionCounts, contrastive_anchors, info_
 from pwes.model.memory_bank import RegionMemoryBank
 from pwes.model.module import StepContext, StepOutput
 from pwes.model.network import NetworkOutput
-from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets
+from pwes.settings import parse_settings
 
 
 class DFCLCallback(MilestoneCallback):

@@ -32,8 +32,8 @@ from pwes.callbacks.base import PseudoLabelCallback
 from pwes.data.batch import NUM_CLASSES, Batch
 from pwes.model.mplg import foreground_similarity, lowest_attention_background, pool_sizes
 from pwes.model.network import NetworkOutput
-from pwes.settings import parse_settings, require
 from pwes.model.targets import SnippetTargets
+from pwes.settings import parse_settings, require
 
 HALF_MAX = math.sqrt(2.0 * math.log(2.0))  # a Gaussian is at half its peak this many sigmas out
 

@@ -22,8 +22,8 @@ from pwes.model.lacp import LACPConfig, dense_sequences, score_contrastive_loss
 from pwes.model.module import StepContext
 from pwes.model.mplg import classes_present
 from pwes.model.network import BACKGROUND, NetworkOutput
-from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, hard_targets
+from pwes.settings import parse_settings
 
 
 def class_scores(output: NetworkOutput, which: str) -> Tensor:

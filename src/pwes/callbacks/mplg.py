@@ -16,8 +16,8 @@ from pwes.config import ConfigError
 from pwes.data.batch import Batch
 from pwes.model.mplg import MPLG_VARIANTS, MPLGConfig, generate_mplg, loss_class_weights
 from pwes.model.network import NetworkOutput
-from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, hard_targets
+from pwes.settings import parse_settings
 
 
 class MPLGCallback(PseudoLabelCallback):

@@ -12,9 +12,9 @@ from typing import Any
 from pwes.callbacks.base import PseudoLabelCallback
 from pwes.data.batch import Batch
 from pwes.model.network import NetworkOutput
-from pwes.settings import parse_settings
 from pwes.model.pplm import PPLMConfig, generate_pplm
 from pwes.model.targets import SnippetTargets, hard_targets
+from pwes.settings import parse_settings
 
 
 class PPLMCallback(PseudoLabelCallback):

@@ -20,9 +20,9 @@ from pwes.data.batch import Batch
 from pwes.model.module import StepContext
 from pwes.model.mplg import point_mask
 from pwes.model.network import BACKGROUND, NetworkOutput
-from pwes.settings import parse_settings
 from pwes.model.sfnet import SFNetConfig, actionness_loss, foreground_scores, mine_action_frames, mine_background
 from pwes.model.targets import SnippetTargets, hard_targets
+from pwes.settings import parse_settings
 
 
 class SFNetCallback(PseudoLabelCallback):

@@ -54,9 +54,9 @@ from pwes.model.losses import (
     video_mil_loss,
 )
 from pwes.model.network import NetworkConfig, NetworkOutput, PWESNetwork
-from pwes.settings import parse_settings
 from pwes.model.targets import SnippetTargets, combine_targets, interval_targets
 from pwes.model.topk import point_counts, point_rate, points_topk_counts, rate_topk_counts
+from pwes.settings import parse_settings
 from pwes.supervision import SUPERVISIONS
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 5e-4}
