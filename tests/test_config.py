@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import conftest
+import hydra
 import pytest
 from omegaconf import OmegaConf
 
@@ -53,6 +54,16 @@ def test_ablation_rows() -> None:
     assert set(oracle.callbacks) == {"oracle", "dfcl", *logged} and oracle.callbacks.oracle.background == "lowest_0.6T"
     assert compose_train(["ablation=oracle_all_bg"]).callbacks.oracle.background == "all"
     assert compose_train(["ablation=oracle_all_bg", "callbacks.oracle.background=twice_foreground"]).callbacks.oracle.background == "twice_foreground"
+
+
+@pytest.mark.parametrize("ablation", sorted(p.stem for p in (CONFIG_DIR / "ablation").glob("*.yaml")))
+def test_every_ablation_builds_its_module_and_video_labels_keep_the_divisors(ablation: str) -> None:
+    """topk=points (the default) needs point counts: the video-level rows set divisors, and every
+    row's model settings are accepted by the module."""
+    cfg = compose_train([f"ablation={ablation}"])
+    expected = "divisors" if cfg.model.supervision == "video" else "points"
+    assert cfg.model.network.topk == expected
+    hydra.utils.instantiate(cfg.model, rgb_dim=8, flow_dim=8, _recursive_=False)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

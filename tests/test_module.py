@@ -58,6 +58,12 @@ def test_bad_settings_fail_with_the_setting_named(kwargs: dict, fragment: str) -
     assert fragment in str(err.value)
 
 
+def test_topk_points_is_refused_under_video_supervision_when_training_starts() -> None:
+    module = make_module(supervision="video", network={**TINY, "topk": "points"})  # constructs: old checkpoints load
+    with pytest.raises(ConfigError, match=r"model.network.topk=points .* model.supervision=video"):
+        module.on_fit_start()
+
+
 # ------------------------------------------------------------------------------------- losses
 def test_losses_of_a_video_do_not_change_when_it_is_padded_with_garbage() -> None:
     torch.manual_seed(0)

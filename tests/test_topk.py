@@ -4,6 +4,7 @@ k; the module builds it, estimates the rate when fit starts and keeps it in the 
 
 from __future__ import annotations
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -11,6 +12,7 @@ from tiny_model import QUIET, TINY, batches, make_module, make_trainer, syntheti
 
 from pwes.config import ConfigError
 from pwes.data.batch import collate, VideoItem
+from pwes.model.module import PWESModule
 from pwes.model.network import NetworkConfig, PWESNetwork
 from pwes.model.topk import point_counts, point_rate, points_topk_counts, rate_topk_counts
 from pwes.settings import parse_settings
@@ -108,7 +110,7 @@ def test_the_module_takes_k_from_points_in_training_and_from_the_rate_in_predict
     with torch.no_grad():
         out = module.network(batch.rgb, batch.flow, batch.mask, torch.tensor([[1, 11, 10], [1, 5, 4]]))
     assert np.allclose(pred[1].video_scores, out.video_scores[1].numpy(), atol=1e-6)
-    assert make_module().topk(batch, from_points=True) is None  # divisors: the network's own
+    assert make_module(network={**TINY, "topk": "divisors"}).topk(batch, from_points=True) is None  # the network's own
 
 
 def test_the_rate_is_estimated_at_fit_start_and_kept_in_the_checkpoint(tmp_path) -> None:
@@ -117,6 +119,40 @@ def test_the_rate_is_estimated_at_fit_start_and_kept_in_the_checkpoint(tmp_path)
     class TrainSet:  # what the module reads from trainer.datamodule: the training videos' labels
         labels = {item.name: (item.video_label.numpy(), item.points.numpy()) for item in items}
 
+    class Data(L.LightningDataModule):
+        train_set = TrainSet()
+
+        def train_dataloader(self):
+            return loader(batches(items, 3))
+
+    expected = point_rate(item.points for item in items)
+    assert all(r > 0 for r in expected)
+    module = make_module(network={**TINY, "topk": "points"})
+    trainer = make_trainer(2, [], default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=Data())
+    assert module.topk_rate == expected
+    path = tmp_path / "points.ckpt"
+    trainer.save_checkpoint(path)
+    assert torch.load(path, map_location="cpu", weights_only=False)["pwes_topk_rate"] == list(expected)
+    loaded = PWESModule.load_from_checkpoint(path)
+    assert loaded.topk_rate == expected and loaded.network_config.topk == "points"
+
+
+def test_a_checkpoint_saved_before_topk_existed_loads_as_divisors(tmp_path) -> None:
+    """Such a checkpoint has no topk in its hyperparameters and no rate key: k was T // divisor."""
+    module = make_module(supervision="video", network={**TINY, "topk": "divisors"})
+    trainer = make_trainer(1, [], default_root_dir=tmp_path)
+    trainer.strategy.connect(module)
+    path = tmp_path / "old.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    del checkpoint["pwes_topk_rate"], checkpoint["hyper_parameters"]["network"]["topk"]
+    torch.save(checkpoint, path)
+    loaded = PWESModule.load_from_checkpoint(path)
+    assert loaded.network_config.topk == "divisors" and loaded.hparams["network"]["topk"] == "divisors"
+    batch = collate(synthetic_videos(2, seed=3)[0])
+    assert loaded.topk(batch, from_points=False) is None  # the network's own T // divisor
+    assert NetworkConfig().topk == "points"  # what the same hyperparameters would read as otherwise
 
 
 @pytest.mark.slow

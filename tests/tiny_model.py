@@ -13,7 +13,9 @@ from pwes.model import PWESModule
 
 DIM = 12
 REGIONS = {"background": 3, "me": 1, "mae": 2}
-TINY = {"stream_dim": 16, "fused_dim": 16, "attention_dim": 8, "dropout": 0.0, "topk_divisors": [8, 4, 4]}
+# topk=divisors (k = T // divisor): these modules predict without being fitted, and topk=points
+# (the default) takes its inference k from a rate estimated when fitting starts (tests/test_topk.py)
+TINY = {"stream_dim": 16, "fused_dim": 16, "attention_dim": 8, "dropout": 0.0, "topk_divisors": [8, 4, 4], "topk": "divisors"}
 ADAM = {"_target_": "torch.optim.Adam", "lr": 3e-3}
 QUIET = "ignore:.*(does not have many workers|LeafSpec|litlogger|dataloader is not resumable).*"
 

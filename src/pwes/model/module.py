@@ -294,7 +294,14 @@ class PWESModule(L.LightningModule):
         return rate_topk_counts(lengths, torch.tensor(self.topk_rate), typical, divisor)
 
     def on_fit_start(self) -> None:
-        """Under ``topk=points``, estimate the point rate from the training videos' point labels."""
+        """Under ``topk=points``, estimate the point rate from the training videos' point labels.
+        Refused under video supervision, which has no points (checked here, not at construction,
+        so checkpoints saved before the setting existed still load: on_load_checkpoint)."""
+        if self.supervision == "video" and self.network_config.topk == "points":
+            raise ConfigError(
+                "model.network.topk=points takes k from the point counts, which model.supervision=video "
+                "does not have: set model.network.topk=divisors (the video-level rows of conf/ablation do)"
+            )
         train_set = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
         if self.network_config.topk == "points" and train_set is not None:
             self.topk_rate = point_rate(points for _, points in train_set.labels.values())
@@ -303,6 +310,11 @@ class PWESModule(L.LightningModule):
         checkpoint[CHECKPOINT_TOPK_RATE] = None if self.topk_rate is None else list(self.topk_rate)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if CHECKPOINT_TOPK_RATE not in checkpoint:
+            # Saved before model.network.topk existed (it came with this key), when k was always
+            # T // divisor: its hyperparameters lack topk, so they would read as today's default.
+            self.network_config = dataclasses.replace(self.network_config, topk="divisors")
+            self.hparams["network"] = plain(self.network_config)
         rate = checkpoint.get(CHECKPOINT_TOPK_RATE)
         self.topk_rate = None if rate is None else tuple(float(r) for r in rate)
 

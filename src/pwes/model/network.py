@@ -87,7 +87,9 @@ class NetworkConfig:
     negative_slope: float = 0.2  # LeakyReLU slope
     cross_modal: bool = True  # saliency compensation of each stream by the other one
     topk_divisors: tuple[int, ...] = (16, 8, 8)  # k = T // divisor for (ME, MaE, background)
-    topk: str = "divisors"  # divisors (k = T // divisor) | points (ME/MaE k from the point counts)
+    # points (ME/MaE k from the point counts) | divisors (k = T // divisor). A checkpoint saved
+    # before the setting existed reads as divisors (PWESModule.on_load_checkpoint).
+    topk: str = "points"
     topk_seconds: tuple[float, ...] = (0.3, 1.5)  # topk=points: typical ME, MaE duration in seconds
     topk_fps: float = 30.0  # topk=points: the dataset's frame rate (dataset.fps)
     topk_stride: int = 8  # topk=points: frames between consecutive snippets (dataset.stride)
