@@ -190,3 +190,18 @@ def test_jobs_are_taken_in_hydra_job_order(tmp_path: Path) -> None:
         (tmp_path / name / ".hydra" / "overrides.yaml").write_text("[]\n")
         (tmp_path / name / "config.yaml").write_text("{}\n")
     assert [p.name for p in select.job_dirs(tmp_path)] == ["0_k=0.5", "2_k=0.3", "10_k=0.1"]  # ties go to the first listed
+
+
+def test_a_job_without_the_swept_overrides_is_labelled_the_defaults(tmp_path: Path) -> None:
+    """A re-scoring sweep whose first job is the run itself (no override) names it as the defaults,
+    not as the sweep's only setting."""
+    for name, extra in (("0_default", []), ("1_k", ["proposals.k_max_ratio=0.1"])):
+        job = tmp_path / name
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=0", *extra]))
+        (job / "config.yaml").write_text("{}\n")
+        (job / "fold-s01").mkdir()
+        (job / "fold-s01" / "metrics.json").write_text(json.dumps({"val_tp": 1, "val_f1": 0.5}))
+    assert sorted(select.collect_settings(tmp_path)["0"]) == ["(the defaults)", "proposals.k_max_ratio=0.1"]
+    (tmp_path / "1_k" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=0"]))
+    assert sorted(select.collect_settings(tmp_path)["0"]) == ["(the sweep's only setting)"]

@@ -95,7 +95,8 @@ def collect_settings(sweep_dir: Path) -> dict[str, dict[str, Setting]]:
     varying = [k for k in dict.fromkeys(k for o in overrides.values() for k in o) if k not in NOT_A_SETTING and len({o.get(k) for o in overrides.values()}) > 1]
     by_seed: dict[str, dict[str, Setting]] = {}
     for order, job in enumerate(jobs):
-        label = ",".join(f"{k}={overrides[job][k]}" for k in varying if k in overrides[job]) or "(the sweep's only setting)"
+        # a job that overrides none of the swept keys runs their defaults
+        label = ",".join(f"{k}={overrides[job][k]}" for k in varying if k in overrides[job]) or ("(the defaults)" if varying else "(the sweep's only setting)")
         seed = overrides[job].get("seed", "")
         try:
             config = yaml.safe_load((job / "config.yaml").read_text(encoding="utf-8")) or {}
