@@ -203,3 +203,17 @@ def test_validation_figures_get_their_own_table(tmp_path: Path) -> None:
     assert "val_f1_mean" in header and "val_all_f1_n" in header
     # a sweep without a validation split has no such table
     assert "Validation:" not in write_report(make_sweep(tmp_path))
+
+
+def test_a_folder_of_separate_runs_is_tabulated_like_a_multirun(tmp_path: Path) -> None:
+    """outputs/runs/<dataset>/ holds one folder per `fold=all` run, named by its overrides, with no
+    multirun.yaml: runs that differ only in seed still form one row, and a run still training
+    (no metrics.json yet) shows as failed with the reason."""
+    runs = tmp_path / "runs" / "synthetic_casme2"
+    for seed, f1 in ((0, 0.30), (1, 0.32)):
+        make_job(runs, f"ablation=full,seed={seed}", ["ablation=full", f"seed={seed}"], metrics(f1))
+    make_job(runs, "ablation=full,seed=2", ["ablation=full", "seed=2"], None)
+    text = write_report(runs)
+    row = next(line for line in text.splitlines() if line.startswith("| full |"))
+    assert "| 0,1,2 |" in row and "| 0.310 ± 0.014 (n=2) |" in row and row.endswith("| 2 ok, 1 failed |")
+    assert "no metrics.json (crashed or still running)" in text

@@ -1,6 +1,7 @@
 """Tabulate a multirun the way the paper's tables read, with the spread over seeds.
 
     python -m pwes.report outputs/multiruns/table4_synthetic_casme2
+    python -m pwes.report outputs/runs/synthetic_casme2     # separate fold=all runs, one folder each
 
 One row per setting: jobs that differ only in ``seed`` (``-m ... seed=0,1,2``) form one row whose
 cells read ``mean ± std (n=3)`` (sample standard deviation over the seeds). Columns, by operating
@@ -30,7 +31,7 @@ from pwes.results import write_report
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pwes.report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder (outputs/multiruns/<name>)")
+    parser.add_argument("sweep_dir", type=Path, help="a multirun folder (outputs/multiruns/<name>), or a folder of runs (outputs/runs/<dataset>)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the report as a W&B run (by default it is, when the jobs logged to W&B)")
     args = parser.parse_args(argv)
     warnings: list[str] = []
