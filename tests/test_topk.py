@@ -150,6 +150,7 @@ def test_a_checkpoint_saved_before_topk_existed_loads_as_divisors(tmp_path) -> N
     torch.save(checkpoint, path)
     loaded = PWESModule.load_from_checkpoint(path)
     assert loaded.network_config.topk == "divisors" and loaded.hparams["network"]["topk"] == "divisors"
+    assert loaded.network.config is loaded.network_config
     batch = collate(synthetic_videos(2, seed=3)[0])
     assert loaded.topk(batch, from_points=False) is None  # the network's own T // divisor
     assert NetworkConfig().topk == "points"  # what the same hyperparameters would read as otherwise

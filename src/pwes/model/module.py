@@ -314,6 +314,7 @@ class PWESModule(L.LightningModule):
             # Saved before model.network.topk existed (it came with this key), when k was always
             # T // divisor: its hyperparameters lack topk, so they would read as today's default.
             self.network_config = dataclasses.replace(self.network_config, topk="divisors")
+            self.network.config = self.network_config  # one config object, as built in __init__
             self.hparams["network"] = plain(self.network_config)
         rate = checkpoint.get(CHECKPOINT_TOPK_RATE)
         self.topk_rate = None if rate is None else tuple(float(r) for r in rate)
