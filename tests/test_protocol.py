@@ -69,6 +69,28 @@ def test_pooling_equals_the_sum_of_folds(feature_root: Path, tmp_path: Path) -> 
     assert pooled["tp"] == 0 and pooled["fp"] == 0
 
 
+def test_pooling_records_the_thread_count_and_warns_when_folds_differ(feature_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fs = load_feature_set(feature_root, 8, 8)
+    extras = {n: {"subject": v.subject, "fold": v.subject} for n, v in fs.videos.items()}
+    folds = []
+    for subject, video, threads in (("s1", "a1", 2), ("s2", "b1", 1)):
+        fold = tmp_path / f"fold-{subject}"
+        write_proposals_csv(fold / "proposals.csv", [Proposal(video, 8, 15, 0.9, "ME")], extras)
+        (fold / "metrics.json").write_text(json.dumps({"torch_threads": threads}))
+        folds.append(fold)
+    with caplog.at_level("WARNING", logger="pwes"):
+        assert pool_folds(folds[:1], fs, MatchConfig())[0]["torch_threads"] == 2
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="pwes"):
+        assert pool_folds(folds, fs, MatchConfig())[0]["torch_threads"] == [1, 2]
+    assert "1 thread(s): s2; 2 thread(s): s1" in caplog.text
+    # folds written before the count was recorded: no key, no warning
+    (folds[1] / "metrics.json").write_text("{}")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pwes"):
+        assert pool_folds(folds, fs, MatchConfig())[0]["torch_threads"] == 2
+    assert not caplog.records
+
 
 def finish_fold(run_dir: Path, subject: str, fingerprint: dict | None) -> None:
     fold = run_dir / f"fold-{subject}"

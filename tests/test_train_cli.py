@@ -61,6 +61,12 @@ def test_run_folder_holds_config_checkpoints_metrics_and_proposals(full_run: tup
         assert all(r["subject"] == subject == r["fold"] for r in rows)
         assert (fold / "logs" / "metrics.csv").exists()  # logger=csv
     assert fold_tp == metrics["tp"]  # pooled counts are the sums of the folds' counts
+    # each fold records the CPU thread count it trained with (it changes float sums), the log says it
+    threads = {json.loads((run_dir / f"fold-{s}" / "metrics.json").read_text())["torch_threads"] for s in ("s01", "s02", "s03")}
+    assert len(threads) == 1 and metrics["torch_threads"] == (n := threads.pop()) >= 1
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        assert n == int(os.environ["OMP_NUM_THREADS"])
+    assert f"on cpu ({n} thread" in output + (run_dir / "train.log").read_text()
     pooled = list(csv.DictReader(open(run_dir / "proposals.csv")))
     assert list(pooled[0]) == ["video", "subject", "fold", "onset", "offset", "score", "type"]
     assert len(pooled) == metrics["num_proposals"]

@@ -24,6 +24,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
@@ -36,7 +37,7 @@ from pwes.data.datamodule import PWESDataModule
 from pwes.data.layout import FeatureSet
 from pwes.evaluation.calibration import Calibration
 from pwes.inference.proposals import Proposal
-from pwes.scoring import evaluate_fold, match_config, predict_videos, proposal_config, proposals_from_outputs, write_proposals
+from pwes.scoring import evaluate_fold, match_config, predict_videos, proposal_config, proposals_from_outputs, thread_count, write_proposals
 
 
 class FoldSplitError(ValueError):
@@ -150,9 +151,14 @@ def describe(setup: FoldSetup, position: str) -> str:
     validating = f", validating on {len(dm.val_set)} videos of {len(dm.validation_subjects)} subjects" if dm.validation_subjects else ""
     return (
         f"{position} {f'fold {subject}' if subject is not None else 'all subjects'}: training on {len(dm.train_set)} videos of "
-        f"{len(setup.train_subjects)} subjects for {setup.trainer.max_steps} steps on {setup.trainer.strategy.root_device}, "
+        f"{len(setup.train_subjects)} subjects for {setup.trainer.max_steps} steps on {on_device(setup.trainer.strategy.root_device)}, "
         f"testing on {len(dm.test_set)} videos{validating}"
     )
+
+
+def on_device(device: torch.device) -> str:
+    """``cuda:0``, or ``cpu (2 threads)``: on a CPU the thread count changes the numbers."""
+    return f"{device} ({thread_count()} thread{'s' if thread_count() != 1 else ''})" if device.type == "cpu" else str(device)
 
 
 def fit_fold(setup: FoldSetup) -> None:
@@ -216,7 +222,7 @@ def score_fold(setup: FoldSetup, calibration: Calibration, validation: dict[str,
     proposals = proposals_from_outputs([predictions], setup.feature_set, proposal_config(setup.cfg))
     metrics = evaluate_fold(proposals, setup.feature_set, dm.test_set.videos, calibration, match_config(setup.cfg))
     metrics.update(validation)
-    metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "num_videos": len(dm.test_set)}
+    metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "torch_threads": thread_count(), "num_videos": len(dm.test_set)}
     if setup.logger is not None:
         setup.logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=trainer.global_step)
     metrics.update(diagnostics.final_values(setup.callbacks))  # diag_*: pseudo-label/attention figures

@@ -14,6 +14,7 @@ Plus the typed ``proposals.*`` / ``evaluation.*`` settings (:func:`proposal_conf
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 from omegaconf import DictConfig
+import torch
 from torch.utils.data import DataLoader
 
 from pwes.config import ConfigError, to_container
@@ -49,6 +51,8 @@ from pwes.settings import parse_settings
 
 # The figures of the validation subjects (each prefixed val_ and val_all_; pooled by summing counts).
 VALIDATION_KEYS = tuple(f"{prefix}{name}" for prefix in ("", "me_", "mae_") for name in ("recall", "precision", "f1", "tp", "fp", "fn"))
+
+log = logging.getLogger("pwes")
 
 
 def match_config(cfg: DictConfig) -> MatchConfig:
@@ -203,6 +207,7 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
     thresholds: dict[str, float | None] = {}
     diag: dict[str, list[float]] = {}  # diag_* figures per fold, pooled as their mean
     validation: list[Mapping[str, Any]] = []  # folds with val_* figures
+    threads: dict[str, int] = {}  # the CPU thread count each fold trained with (torch_threads)
     for fold_dir in fold_dirs:
         subject = fold_dir.name.removeprefix("fold-")
         subjects.append(subject)
@@ -214,6 +219,8 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
             calibrated.append((fold_proposals, fold_metrics["calibrated_threshold"]))
         if isinstance(fold_metrics, dict) and "val_tp" in fold_metrics:
             validation.append(fold_metrics)
+        if isinstance(fold_metrics, dict) and isinstance(fold_metrics.get("torch_threads"), int):
+            threads[subject] = fold_metrics["torch_threads"]
         if isinstance(fold_metrics, dict):
             for key, value in fold_metrics.items():
                 if key.startswith("diag_") and isinstance(value, (int, float)):
@@ -225,7 +232,27 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
     if validation and len(validation) == len(fold_dirs):
         metrics.update(pooled_validation(validation))
     metrics.update({key: round(sum(v) / len(v), 6) for key, v in diag.items()})
+    if threads:
+        metrics["torch_threads"] = pooled_thread_count(threads)
     return {**metrics, "num_folds": len(fold_dirs), "num_videos": len(gt)}, proposals
+
+
+def pooled_thread_count(threads: Mapping[str, int]) -> int | list[int]:
+    """The CPU thread count the folds trained with (subject -> count): one count, or the sorted
+    distinct counts with a warning naming the folds of each. The thread count sets the order of
+    float sums, so the same seed gives the same numbers only with the same count."""
+    counts = sorted(set(threads.values()))
+    if len(counts) == 1:
+        return counts[0]
+    by_count = "; ".join(f"{n} thread(s): {', '.join(sorted(s for s, c in threads.items() if c == n))}" for n in counts)
+    log.warning("the pooled folds were trained with different CPU thread counts (%s); the same seed gives the same numbers only with the same count", by_count)
+    return counts
+
+
+def thread_count() -> int:
+    """The CPU threads torch computes with (OMP_NUM_THREADS, or every core): recorded with each
+    fold as ``torch_threads``, because it changes the order of float sums and so the numbers."""
+    return int(torch.get_num_threads())
 
 
 def pooled_validation(folds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
