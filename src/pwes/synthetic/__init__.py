@@ -1,7 +1,8 @@
 """The embedded synthetic benchmark: feature sets shaped like I3D features of long face videos.
 
 ``spec`` holds the settings and presets, ``face``/``draws``/``generator`` write a set from a seed,
-``cache`` keeps generated sets by preset, seed and spec digest, ``cli`` is the command line.
+``cache`` keeps generated sets by preset, seed and spec digest, ``cli`` is the command line, and
+``false_positives`` sorts a finished run's false positives by the distractors they lie on.
 """
 
 from pwes.synthetic.cache import cache_name, ensure_synthetic, summarize
