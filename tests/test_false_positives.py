@@ -95,7 +95,7 @@ def test_a_run_is_tallied_at_each_operating_point(tiny_set: Path, tmp_path: Path
 
 def test_a_folder_that_is_not_a_synthetic_run_is_one_line(tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'fingerprint.json'}: cannot be read ([Errno 2] No such file or directory: '{tmp_path / 'fingerprint.json'}')"
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'fingerprint.json'}: unreadable (FileNotFoundError)"
     real = tmp_path / "real"
     real.mkdir()
     (real / "videos.csv").write_text("video,subject,num_frames,fps\n")

@@ -1,5 +1,6 @@
 """Atomic file writes: results are written to a temporary file beside the target and renamed,
-so an interrupted run never leaves a half-written file behind."""
+so an interrupted run never leaves a half-written file behind. Plus the reader of the JSON
+records those writes leave (:func:`read_json_object`), with one-line errors."""
 
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json_object(path: Path, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """The JSON object in ``path``; ``error`` naming the file when it cannot be read or is not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise error(f"{path}: unreadable ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: not a JSON object")
+    return data
 
 
 def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> None:

@@ -24,7 +24,6 @@ chosen and its pooled validation figures).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -73,16 +72,6 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=number)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise SelectionError(f"{path}: unreadable ({type(err).__name__})") from None
-    if not isinstance(data, dict):
-        raise SelectionError(f"{path}: not a JSON object")
-    return data
-
-
 def collect_settings(sweep_dir: Path) -> dict[str, dict[str, Setting]]:
     """Settings by seed (``""`` when the sweep has no seed override), each with its folds."""
     jobs = job_dirs(sweep_dir)
@@ -105,7 +94,7 @@ def collect_settings(sweep_dir: Path) -> dict[str, dict[str, Setting]]:
         setting = by_seed.setdefault(seed, {}).setdefault(label, Setting(label, order, config))
         for metrics_path in sorted(job.glob("fold-*/metrics.json")):
             subject = metrics_path.parent.name.removeprefix("fold-")
-            metrics = read_json(metrics_path)
+            metrics = io.read_json_object(metrics_path, SelectionError)
             if "val_tp" not in metrics:
                 raise SelectionError(f"{metrics_path}: no validation figures (val_*): run the sweep with evaluation.validation_subjects > 0")
             setting.folds[subject], setting.metrics[subject] = metrics_path.parent, metrics

@@ -13,7 +13,6 @@ distractor as background, so a weakly supervised method may lose precision there
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from pwes.data.layout import Interval
+from pwes.io import read_json_object
 from pwes.evaluation.calibration import apply_threshold
 from pwes.evaluation.megc import matched_ground_truth
 from pwes.evaluation.proposal_files import read_ground_truth, read_proposals_csv
@@ -47,7 +47,7 @@ def distractors(root: Path) -> dict[str, list[Event]]:
     record_path = Path(root) / "synthetic.json"
     if not record_path.exists():
         raise FalsePositiveError(f"{record_path}: missing; only a set that pwes.synthetic wrote has known distractors")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record = read_json_object(record_path, FalsePositiveError)
     if record.get("generator_version") != GENERATOR_VERSION:
         raise FalsePositiveError(f"{record_path}: generator version {record.get('generator_version')} is not this code's ({GENERATOR_VERSION}); its distractors cannot be redrawn")
     known = {f.name for f in fields(SyntheticSpec)}
@@ -101,27 +101,17 @@ def _thresholds(run_dir: Path, folds: Sequence[Path], at: str) -> dict[Path, flo
     if at == "all":
         return {f: None for f in folds}
     if at == "best":
-        pooled = _read_json(run_dir / "metrics.json")
+        pooled = read_json_object(run_dir / "metrics.json", FalsePositiveError)
         if "threshold_p" not in pooled:
             raise FalsePositiveError(f"{run_dir / 'metrics.json'}: no threshold_p (best-on-test threshold)")
         return {f: pooled["threshold_p"] for f in folds}
     out = {}
     for fold in folds:
-        metrics = _read_json(fold / "metrics.json")
+        metrics = read_json_object(fold / "metrics.json", FalsePositiveError)
         if "calibrated_threshold" not in metrics:
             raise FalsePositiveError(f"{fold / 'metrics.json'}: no calibrated_threshold (written before calibration existed)")
         out[fold] = metrics["calibrated_threshold"]
     return out
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise FalsePositiveError(f"{path}: cannot be read ({err})") from None
-    if not isinstance(data, dict):
-        raise FalsePositiveError(f"{path}: expected a JSON object")
-    return data
 
 
 def tally_run(run_dir: Path, at: str = "calibrated") -> Tally:
@@ -132,7 +122,7 @@ def tally_run(run_dir: Path, at: str = "calibrated") -> Tally:
     run_dir = Path(run_dir)
     if at not in OPERATING_POINTS:
         raise FalsePositiveError(f"--at {at}: expected one of {', '.join(OPERATING_POINTS)}")
-    root = _read_json(run_dir / "fingerprint.json").get("root")
+    root = read_json_object(run_dir / "fingerprint.json", FalsePositiveError).get("root")
     if not root:
         raise FalsePositiveError(f"{run_dir / 'fingerprint.json'}: names no data folder (root)")
     root = Path(root)
