@@ -37,7 +37,7 @@ from pwes.data.datamodule import PWESDataModule
 from pwes.data.layout import FeatureSet
 from pwes.evaluation.calibration import Calibration
 from pwes.inference.proposals import Proposal
-from pwes.scoring import evaluate_fold, match_config, predict_videos, proposal_config, proposals_from_outputs, thread_count, write_proposals
+from pwes.scoring import evaluate_fold, match_config, predict_videos, proposal_config, proposals_from_outputs, write_proposals
 
 
 class FoldSplitError(ValueError):
@@ -156,9 +156,18 @@ def describe(setup: FoldSetup, position: str) -> str:
     )
 
 
+def thread_count() -> int:
+    """The CPU threads torch computes with (OMP_NUM_THREADS, or every core): recorded with each
+    fold as ``torch_threads``, because it changes the order of float sums and so the numbers."""
+    return int(torch.get_num_threads())
+
+
 def on_device(device: torch.device) -> str:
     """``cuda:0``, or ``cpu (2 threads)``: on a CPU the thread count changes the numbers."""
-    return f"{device} ({thread_count()} thread{'s' if thread_count() != 1 else ''})" if device.type == "cpu" else str(device)
+    if device.type != "cpu":
+        return str(device)
+    threads = thread_count()
+    return f"{device} ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def fit_fold(setup: FoldSetup) -> None:

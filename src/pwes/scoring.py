@@ -22,7 +22,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 from omegaconf import DictConfig
-import torch
 from torch.utils.data import DataLoader
 
 from pwes.config import ConfigError, to_container
@@ -219,9 +218,9 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
             calibrated.append((fold_proposals, fold_metrics["calibrated_threshold"]))
         if isinstance(fold_metrics, dict) and "val_tp" in fold_metrics:
             validation.append(fold_metrics)
-        if isinstance(fold_metrics, dict) and isinstance(fold_metrics.get("torch_threads"), int):
-            threads[subject] = fold_metrics["torch_threads"]
         if isinstance(fold_metrics, dict):
+            if isinstance(fold_metrics.get("torch_threads"), int):
+                threads[subject] = fold_metrics["torch_threads"]
             for key, value in fold_metrics.items():
                 if key.startswith("diag_") and isinstance(value, (int, float)):
                     diag.setdefault(key, []).append(float(value))
@@ -247,12 +246,6 @@ def pooled_thread_count(threads: Mapping[str, int]) -> int | list[int]:
     by_count = "; ".join(f"{n} thread(s): {', '.join(sorted(s for s, c in threads.items() if c == n))}" for n in counts)
     log.warning("the pooled folds were trained with different CPU thread counts (%s); the same seed gives the same numbers only with the same count", by_count)
     return counts
-
-
-def thread_count() -> int:
-    """The CPU threads torch computes with (OMP_NUM_THREADS, or every core): recorded with each
-    fold as ``torch_threads``, because it changes the order of float sums and so the numbers."""
-    return int(torch.get_num_threads())
 
 
 def pooled_validation(folds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
