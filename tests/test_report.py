@@ -217,3 +217,44 @@ def test_a_folder_of_separate_runs_is_tabulated_like_a_multirun(tmp_path: Path) 
     row = next(line for line in text.splitlines() if line.startswith("| full |"))
     assert "| 0,1,2 |" in row and "| 0.310 ± 0.014 (n=2) |" in row and row.endswith("| 2 ok, 1 failed |")
     assert "no metrics.json (crashed or still running)" in text
+
+
+def make_paper_sweep(tmp_path: Path, dataset: str) -> Path:
+    """PWES (all-proposal F1 0.30/0.32, calibrated 0.50/0.52) and LACP (0.40/0.42, calibrated
+    0.20/0.22), two seeds each, plus a full-supervision row the paper has no figure for."""
+    sweep = tmp_path / dataset
+    sweep.mkdir()
+    values = {("mplg_dfcl", "0"): (0.30, 0.50), ("mplg_dfcl", "1"): (0.32, 0.52), ("lacp", "0"): (0.40, 0.20), ("lacp", "1"): (0.42, 0.22), ("full", "0"): (0.9, 0.9)}
+    for number, ((ablation, seed), (f1, calibrated)) in enumerate(values.items()):
+        job = make_job(sweep, f"{number}_ablation={ablation},seed={seed}", [f"ablation={ablation}", f"seed={seed}"], metrics(f1, calibrated=calibrated))
+        (job / "config.yaml").write_text(yaml.safe_dump({"fold": "all", "dataset": {"name": dataset}}))
+    return sweep
+
+
+def test_report_puts_the_papers_rows_beside_and_checks_its_orderings(tmp_path: Path) -> None:
+    text = write_report(make_paper_sweep(tmp_path, "synthetic_casme2"))
+    section = text[text.index("Beside the paper (CAS(ME)^2"):]
+    lines = section.splitlines()
+    # the paper's LACP row (Table IX), then ours; the full-supervision row has no paper row
+    assert "| LACP | paper, Table IX | 0.019 | 0.016 | 0.020 | 0.120 | 0.091 | 0.103 | – |" in lines
+    ours = "| LACP | here: synthetic_casme2 | 0.100 ± 0.000 (n=2) | 0.050 ± 0.000 (n=2) | 0.000 ± 0.000 (n=2) | 0.300 ± 0.000 (n=2)"
+    assert ours + " | 0.400 ± 0.000 (n=2) | 0.410 ± 0.014 (n=2) | 0.210 ± 0.014 (n=2) |" in lines
+    assert "synthetic stand-in" in section and not any(line.startswith("| Full") for line in lines)
+    # paper: PWES 0.366 > LACP 0.103. Here all-proposal F1 0.31 vs 0.41: reversed, gap 0.10 beyond
+    # 2 x sqrt(0.014^2 + 0.014^2) = 0.040; calibrated 0.51 vs 0.21: holds.
+    order = next(line for line in lines if line.startswith("- paper: PWES"))
+    assert "> LACP (F1 0.366 vs 0.103)" in order
+    assert "all proposals: reversed (0.310 vs 0.410, beyond twice the combined spread 0.040)" in order
+    assert "calibrated: holds (0.510 vs 0.210, beyond" in order
+
+
+def test_report_paper_rows_follow_the_dataset_and_the_option(tmp_path: Path) -> None:
+    small = make_paper_sweep(tmp_path, "synthetic_small")  # not shaped like a paper dataset
+    assert "Beside the paper" not in write_report(small)
+    assert "Beside the paper (SAMM-LV" in write_report(small, paper="samm")
+    real = make_paper_sweep(tmp_path, "casme3")
+    text = write_report(real)
+    assert "| LACP | paper, Table XI |" in text and "stand-in" not in text
+    assert "Beside the paper" not in write_report(real, paper="none")
+    result = subprocess.run([sys.executable, "-m", "pwes.report", str(real), "--paper", "thumos", "--no-wandb"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("error: --paper thumos: expected auto, none, or one of casme2, samm, casme3")

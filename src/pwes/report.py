@@ -11,7 +11,9 @@ intervals for a fully supervised row: REC, PRE, F1, ME F1); **best-on-test** (th
 F1 and the paper's F1(p)). A second table gives the pseudo-label and attention diagnostics
 (``diag_*``, pwes.callbacks.diagnostics) of rows that have them. Below the tables, every pair
 of rows whose means differ by more than twice their combined spread ``sqrt(s1^2 + s2^2)`` is
-listed. Jobs the sweep defines but that never ran are ``missing``; jobs that left no usable
+listed. Beside them, the paper's own rows for the dataset (Tables I and IX-XI, all proposals; a
+``synthetic_X`` preset stands for X, ``--paper`` chooses another or none) with the paper's F1
+orderings checked on the sweep's rows. Jobs the sweep defines but that never ran are ``missing``; jobs that left no usable
 metrics.json are ``failed`` (with the reason).
 Writes report.md, report.csv (mean, std, n per figure) and report.png (error bars) into the sweep
 folder; when the jobs logged to W&B, also one W&B run of the sweep (``job_type=report``) with the
@@ -32,11 +34,12 @@ from pwes.results import write_report
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pwes.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder (outputs/multiruns/<name>), or a folder of runs (outputs/runs/<dataset>)")
+    parser.add_argument("--paper", default="auto", metavar="auto|none|casme2|samm|casme3", help="whose published rows (Tables I, IX-XI) to show beside the sweep's: auto (default) takes the dataset the jobs ran on, synthetic_X standing for X")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the report as a W&B run (by default it is, when the jobs logged to W&B)")
     args = parser.parse_args(argv)
     warnings: list[str] = []
     try:
-        text = write_report(args.sweep_dir, warnings)
+        text = write_report(args.sweep_dir, warnings, paper=args.paper)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

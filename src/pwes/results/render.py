@@ -79,9 +79,9 @@ def pooled_section(pooled: Sequence[tuple[str, dict[str, Any]]]) -> str:
     return "\nPooled over the fold jobs:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def report_markdown(rows: Sequence[JobRow], groups: Sequence[GroupRow], pooled: Sequence[tuple[str, dict[str, Any]]], warnings: Sequence[str]) -> str:
-    """report.md: the tables, the spread screen (rows with more than one seed), failed jobs,
-    the pooled fold sweeps and the warnings."""
+def report_markdown(rows: Sequence[JobRow], groups: Sequence[GroupRow], pooled: Sequence[tuple[str, dict[str, Any]]], warnings: Sequence[str], beside: str = "") -> str:
+    """report.md: the tables, the spread screen (rows with more than one seed), ``beside`` (the
+    paper's rows, pwes.results.paper), failed jobs, the pooled fold sweeps and the warnings."""
     header, cells = table(groups)
     text = markdown(header, cells) + "\n" + NOTE + "\n"
     for title, columns, note in (("Validation", VAL_COLUMNS, VAL_NOTE), ("Diagnostics", DIAG_COLUMNS, DIAG_NOTE)):
@@ -93,6 +93,7 @@ def report_markdown(rows: Sequence[JobRow], groups: Sequence[GroupRow], pooled: 
         found = differences(groups, keys)
         text += "\nDifferences beyond twice the combined spread sqrt(s1² + s2²) of two rows:\n"
         text += ("\n".join(found) if found else "- none: every difference is within the seed-to-seed spread") + "\n"
+    text += beside
     failed = [r for r in rows if r.status == "failed"]
     if failed:
         text += "\nFailed jobs:\n" + "\n".join(f"- {r.folder}: {r.reason}" for r in failed) + "\n"
