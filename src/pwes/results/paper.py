@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from pwes.results.render import markdown
 from pwes.results.stats import GroupRow, Stat, combined_spread
 
 # The paper's columns, in its order, and the metrics.json key each is compared with.
@@ -74,8 +75,8 @@ def dataset_of(sweep_dir: Path, groups: Sequence[GroupRow]) -> str | None:
 def _matched(groups: Sequence[GroupRow], rows: dict) -> list[tuple[GroupRow, str]]:
     """(row, ablation) of the finished whole-protocol rows with a paper row (a single ``fold=``
     job is not the paper's protocol)."""
-    whole = [g for g in groups if g.ok and g.overrides.get("fold", "all") == "all"]
-    return [(g, g.overrides.get("ablation", DEFAULT_ABLATION)) for g in whole if g.overrides.get("ablation", DEFAULT_ABLATION) in rows]
+    found = [(g, g.overrides.get("ablation", DEFAULT_ABLATION)) for g in groups if g.ok and g.overrides.get("fold", "all") == "all"]
+    return [(g, ablation) for g, ablation in found if ablation in rows]
 
 
 def _label(name: str, group: GroupRow, keys: Sequence[str]) -> str:
@@ -114,10 +115,8 @@ def paper_section(groups: Sequence[GroupRow], dataset: str, run_dataset: str) ->
         for group in ours:
             stats = [group.stat(key) for _, key in (*PAPER_COLUMNS, ("", "calibrated_f1"))]
             cells.append([_label(label, group, keys), f"here: {run_dataset}", *("" if s is None else str(s) for s in stats)])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(c) + " |" for c in cells]
     stand_in = " (a synthetic stand-in: its figures are not comparable with the paper's, only its orderings)" if run_dataset != dataset else ""
-    text = f"\nBeside the paper ({paper_name}, the paper's all-proposals figures; this sweep: {run_dataset}{stand_in}):\n\n" + "\n".join(lines) + "\n"
+    text = f"\nBeside the paper ({paper_name}, the paper's all-proposals figures; this sweep: {run_dataset}{stand_in}):\n\n" + markdown(header, cells)
     text += "\nRows the paper does not have (the full-supervision reference, the controls, single folds) are left out here.\n"
     order = []
     for (ga, aa), (gb, ab) in itertools.combinations(matched, 2):

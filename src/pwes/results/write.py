@@ -17,14 +17,16 @@ def write_report(sweep_dir: Path, warnings: list[str] | None = None, paper: str 
     Lines about unusable files are appended to ``warnings`` (and to the Markdown). ``paper``:
     whose published rows to show beside the sweep's (:mod:`.paper`): ``auto`` (the dataset the
     jobs ran on, ``synthetic_X`` standing for ``X``), ``none``, or casme2 / samm / casme3."""
+    if paper not in ("auto", "none", *PAPER_ROWS):
+        raise ReportError(f"--paper {paper}: expected auto, none, or one of {', '.join(PAPER_ROWS)}")
     warnings = warnings if warnings is not None else []
     rows = collect(sweep_dir, warnings)
     groups = group_by_seed(rows)
-    run_dataset = dataset_of(sweep_dir, groups)
-    if paper not in ("auto", "none", *PAPER_ROWS):
-        raise ReportError(f"--paper {paper}: expected auto, none, or one of {', '.join(PAPER_ROWS)}")
-    dataset = paper_dataset(run_dataset or "") if paper == "auto" else None if paper == "none" else paper
-    beside = paper_section(groups, dataset, run_dataset or "unknown dataset") if dataset else ""
+    beside = ""
+    if paper != "none":  # the jobs' dataset names the table under auto, and labels the rows
+        run_dataset = dataset_of(sweep_dir, groups)
+        dataset = paper_dataset(run_dataset or "") if paper == "auto" else paper
+        beside = paper_section(groups, dataset, run_dataset or "unknown dataset") if dataset else ""
     text = report_markdown(rows, groups, pooled_metrics(sweep_dir, warnings), warnings, beside)
     io.write_text(sweep_dir / "report.md", text)
     csv_header, csv_rows = csv_table(groups)
