@@ -203,5 +203,40 @@ def test_a_job_without_the_swept_overrides_is_labelled_the_defaults(tmp_path: Pa
         (job / "fold-s01").mkdir()
         (job / "fold-s01" / "metrics.json").write_text(json.dumps({"val_tp": 1, "val_f1": 0.5}))
     assert sorted(select.collect_settings(tmp_path)["0"]) == ["(the defaults)", "proposals.k_max_ratio=0.1"]
+    (tmp_path / "1_k" / "fold-s01").rename(tmp_path / "1_k" / "fold-s02")
     (tmp_path / "1_k" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=0"]))
     assert sorted(select.collect_settings(tmp_path)["0"]) == ["(the sweep's only setting)"]
+    # two jobs of one setting may not both hold a fold: which one would count is arbitrary
+    (tmp_path / "1_k" / "fold-s02").rename(tmp_path / "1_k" / "fold-s01")
+    with pytest.raises(select.SelectionError, match="fold s01 of setting \"\(the sweep's only setting\)\" \(seed 0\) is in two jobs"):
+        select.collect_settings(tmp_path)
+
+
+def test_several_multirun_folders_are_one_sweep(runs: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One-at-a-time changes run as separate multiruns (each its own sweep_name) select as one
+    sweep: the same choice and figures as the one-folder sweep, labels without sweep_name."""
+    home, _, val = runs
+    sweep = tmp_path / "sweep"
+    make_sweep(home, val, sweep, capsys)
+    assert call(capsys, select, str(sweep)).returncode == 0
+    single = json.loads((sweep / "selected-val_f1" / "metrics.json").read_text())
+    parts = []
+    for job, name in ((0, "default"), (1, "k015")):
+        part = tmp_path / name
+        shutil.copytree(sweep / str(job), part / "0_fold=all")
+        overrides = part / "0_fold=all" / ".hydra" / "overrides.yaml"
+        overrides.write_text(yaml.safe_dump([*yaml.safe_load(overrides.read_text()), f"sweep_name={name}"]))
+        parts.append(str(part))
+    refused = call(capsys, select, *parts)
+    assert refused.returncode == 2 and "2 multirun folders: give --out" in refused.stderr
+    proc = call(capsys, select, *parts, "--out", str(tmp_path / "both"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    both = json.loads((tmp_path / "both" / "metrics.json").read_text())
+    assert both == single
+    summary = json.loads((tmp_path / "both" / "selection.json").read_text())
+    assert sorted(summary["settings"]) == ["proposals.k_max_ratio=0.15", "proposals.k_max_ratio=0.3"]
+    assert summary["sweep"] == parts
+    # the same folder twice: every fold of its setting is in two jobs
+    twice = call(capsys, select, parts[0], parts[0], parts[1], "--out", str(tmp_path / "twice"))
+    assert twice.returncode == 2 and "fold s01 of setting 'proposals.k_max_ratio=0.3' is in two jobs" in twice.stderr
+    assert not (tmp_path / "twice").exists()

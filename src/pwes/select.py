@@ -1,6 +1,6 @@
 """Nested selection: choose a setting per outer fold from validation figures only, report test.
 
-    python -m pwes.select MULTIRUN_DIR [--by val_f1] [--out DIR]
+    python -m pwes.select MULTIRUN_DIR [MULTIRUN_DIR ...] [--by val_f1] [--out DIR]
 
 For a sweep whose jobs ran with the validation split (``evaluation.validation_subjects`` > 0),
 every outer (test) fold picks the setting whose ``--by`` figure (a ``val_*`` key of the fold's
@@ -10,12 +10,15 @@ listing the default first makes a tie keep the default). The chosen (fold, setti
 pooled exactly as a run pools its folds (:func:`pwes.scoring.pool_folds`: counts summed, all
 three operating points), so the test figure is reported, never used to choose.
 
-A setting is a job's overrides other than ``seed`` and ``fold`` (jobs of a fold sweep that differ
-only in ``fold`` form one setting). Jobs that differ in ``seed`` are selected separately, one
-result per seed (``<out>/seed=<s>/``). Refused, one line each: a job without validation figures,
+A setting is a job's overrides other than ``seed``, ``fold`` and the settings that cannot change
+results (``sweep_name``, ``logger``, ...; :func:`pwes.run_config.result_neutral`): jobs of a fold
+sweep that differ only in ``fold`` form one setting. Several multirun folders are one sweep, their
+jobs in the order the folders are given (one-at-a-time changes of different settings cannot be
+one Hydra grid: run each as its own multirun, the default first). Jobs that differ in ``seed`` are
+selected separately, one result per seed (``<out>/seed=<s>/``). Refused, one line each: a job without validation figures,
 jobs whose folds held out different validation subjects, jobs with another test matching rule
 (``evaluation.iou_threshold``, ``class_agnostic``, ``one_to_many``, ``iou_plus_one``) or another
-dataset, a ``--by`` that is not a validation figure. Folds that not every setting finished are
+dataset, a ``--by`` that is not a validation figure, one fold of one setting found in two jobs. Folds that not every setting finished are
 left out (and named). Output (default ``MULTIRUN_DIR/selected-<by>/``): ``metrics.json`` (with
 ``selected``: fold -> setting), ``proposals.csv`` and ``selection.json`` (per setting: how often
 chosen and its pooled validation figures).
@@ -37,6 +40,7 @@ from omegaconf import OmegaConf
 from pwes import io
 from pwes.config import ConfigError
 from pwes.results.collect import ReportError, read_overrides
+from pwes.run_config import result_neutral
 
 MATCH_KEYS = ("iou_threshold", "class_agnostic", "one_to_many", "iou_plus_one")  # the test rule: equal in every job
 NOT_A_SETTING = ("seed", "fold")
@@ -72,16 +76,21 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=number)
 
 
-def collect_settings(sweep_dir: Path) -> dict[str, dict[str, Setting]]:
-    """Settings by seed (``""`` when the sweep has no seed override), each with its folds."""
-    jobs = job_dirs(sweep_dir)
+def collect_settings(sweep_dirs: Path | Sequence[Path]) -> dict[str, dict[str, Setting]]:
+    """Settings by seed (``""`` when the sweep has no seed override), each with its folds; the
+    jobs of several folders in the order given."""
+    dirs = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
+    jobs = [job for d in dirs for job in job_dirs(d)]
     overrides: dict[Path, dict[str, str]] = {}
     for job in jobs:
         try:
             overrides[job] = read_overrides(job / ".hydra" / "overrides.yaml")
         except ReportError as err:
             raise SelectionError(str(err)) from None
-    varying = [k for k in dict.fromkeys(k for o in overrides.values() for k in o) if k not in NOT_A_SETTING and len({o.get(k) for o in overrides.values()}) > 1]
+    varying = [
+        k for k in dict.fromkeys(k for o in overrides.values() for k in o)
+        if k not in NOT_A_SETTING and not result_neutral(k) and len({o.get(k) for o in overrides.values()}) > 1
+    ]
     by_seed: dict[str, dict[str, Setting]] = {}
     for order, job in enumerate(jobs):
         # a job that overrides none of the swept keys runs their defaults
@@ -95,6 +104,11 @@ def collect_settings(sweep_dir: Path) -> dict[str, dict[str, Setting]]:
         for metrics_path in sorted(job.glob("fold-*/metrics.json")):
             subject = metrics_path.parent.name.removeprefix("fold-")
             metrics = io.read_json_object(metrics_path, SelectionError)
+            if subject in setting.folds:
+                raise SelectionError(
+                    f"fold {subject} of setting {label!r}{f' (seed {seed})' if seed else ''} is in two jobs, {setting.folds[subject].parent} and {job}, "
+                    "which differ only in settings that do not change results: give one of them"
+                )
             if "val_tp" not in metrics:
                 raise SelectionError(f"{metrics_path}: no validation figures (val_*): run the sweep with evaluation.validation_subjects > 0")
             setting.folds[subject], setting.metrics[subject] = metrics_path.parent, metrics
@@ -139,21 +153,29 @@ def selectable_figures() -> list[str]:
     return [f"{prefix}{k}" for prefix in ("val_", "val_all_") for k in VALIDATION_KEYS if k.endswith(("recall", "precision", "f1"))]
 
 
-def select(sweep_dir: Path, by: str = "val_f1", out: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Run the nested selection; returns the pooled figures per seed (key ``""`` without seeds)."""
+def select(sweep_dirs: Path | Sequence[Path], by: str = "val_f1", out: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Run the nested selection over one multirun folder or several taken as one sweep (``out``
+    required then); returns the pooled figures per seed (key ``""`` without seeds)."""
     from pwes.protocol import resolve_feature_set
     from pwes.scoring import match_config, pool_folds, pooled_validation, write_proposals
 
     if by not in selectable_figures():
         raise SelectionError(f"--by {by}: must be a validation figure ({', '.join(selectable_figures())}); test-fold figures are never used to choose")
-    out = out if out is not None else sweep_dir / f"selected-{by}"
+    dirs = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
+    if not dirs:
+        raise SelectionError("no multirun folder given")
+    if out is None:
+        if len(dirs) > 1:
+            raise SelectionError(f"{len(dirs)} multirun folders: give --out, the folder for the selection's results")
+        out = dirs[0] / f"selected-{by}"
+    sweep = str(dirs[0]) if len(dirs) == 1 else [str(d) for d in dirs]
     results: dict[str, dict[str, Any]] = {}
-    for seed, by_label in collect_settings(sweep_dir).items():
+    for seed, by_label in collect_settings(dirs).items():
         settings = sorted(by_label.values(), key=lambda s: s.order)
         check_comparable(settings)
         chosen, left_out = choose(settings, by)
         if not chosen:
-            raise SelectionError(f"{sweep_dir}: no fold finished by every setting{f' (seed {seed})' if seed else ''}")
+            raise SelectionError(f"{', '.join(map(str, dirs))}: no fold finished by every setting{f' (seed {seed})' if seed else ''}")
         cfg = OmegaConf.create(settings[0].config)
         feature_set = resolve_feature_set(cfg)
         order = [s for s in feature_set.subjects if s in chosen]
@@ -166,7 +188,7 @@ def select(sweep_dir: Path, by: str = "val_f1", out: Path | None = None) -> dict
         }
         where = out / f"seed={seed}" if seed else out
         write_proposals(where / "proposals.csv", proposals, feature_set)
-        io.write_json(where / "selection.json", {"by": by, "sweep": str(sweep_dir), "selected": metrics["selected"], "settings": summary, "folds_left_out": left_out})
+        io.write_json(where / "selection.json", {"by": by, "sweep": sweep, "selected": metrics["selected"], "settings": summary, "folds_left_out": left_out})
         io.write_json(where / "metrics.json", metrics)
         results[seed] = {"metrics": metrics, "settings": summary, "where": str(where), "chosen": {s: (chosen[s].label, float(chosen[s].metrics[s][by])) for s in order}}
     return results
@@ -194,17 +216,17 @@ def report_lines(results: Mapping[str, Mapping[str, Any]], by: str) -> list[str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pwes.select", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder whose jobs ran with evaluation.validation_subjects > 0")
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", metavar="MULTIRUN_DIR", help="a multirun folder whose jobs ran with evaluation.validation_subjects > 0; several are one sweep, jobs in the order given (--out needed)")
     parser.add_argument("--by", default="val_f1", help="the validation figure to maximise per fold (default val_f1)")
-    parser.add_argument("--out", type=Path, help="output folder (default MULTIRUN_DIR/selected-<by>)")
+    parser.add_argument("--out", type=Path, help="output folder (default MULTIRUN_DIR/selected-<by> for one folder)")
     args = parser.parse_args(argv)
     try:
-        results = select(args.sweep_dir, args.by, args.out)
+        results = select(args.sweep_dirs, args.by, args.out)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"error: {err.filename or args.sweep_dir}: {err.strerror or type(err).__name__}", file=sys.stderr)
+        print(f"error: {err.filename or args.sweep_dirs[0]}: {err.strerror or type(err).__name__}", file=sys.stderr)
         return 2
     print("\n".join(report_lines(results, args.by)))
     return 0
