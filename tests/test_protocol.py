@@ -69,7 +69,7 @@ def test_pooling_equals_the_sum_of_folds(feature_root: Path, tmp_path: Path) -> 
     assert pooled["tp"] == 0 and pooled["fp"] == 0
 
 
-def test_pooling_records_the_thread_count_and_warns_when_folds_differ(feature_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_pooling_records_the_thread_count_and_platform_and_warns_when_folds_differ(feature_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fs = load_feature_set(feature_root, 8, 8)
     extras = {n: {"subject": v.subject, "fold": v.subject} for n, v in fs.videos.items()}
     folds = []
@@ -90,6 +90,16 @@ def test_pooling_records_the_thread_count_and_warns_when_folds_differ(feature_ro
     with caplog.at_level("WARNING", logger="pwes"):
         assert pool_folds(folds, fs, MatchConfig())[0]["torch_threads"] == 2
     assert not caplog.records
+    # the compute platform the same way: one value, or the distinct ones with the folds named
+    for fold, platform in zip(folds, ("AMD EPYC, AVX512, torch 2.13.0+cpu", "Intel Xeon, AVX512, amx_bf16, torch 2.13.0+cpu")):
+        (fold / "metrics.json").write_text(json.dumps({"torch_threads": 1, "compute_platform": platform}))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pwes"):
+        pooled = pool_folds(folds, fs, MatchConfig())[0]
+    assert pooled["torch_threads"] == 1
+    assert pooled["compute_platform"] == ["AMD EPYC, AVX512, torch 2.13.0+cpu", "Intel Xeon, AVX512, amx_bf16, torch 2.13.0+cpu"]
+    assert "different compute platforms (AMD EPYC, AVX512, torch 2.13.0+cpu: s1; Intel Xeon, AVX512, amx_bf16, torch 2.13.0+cpu: s2)" in caplog.text
+    assert pool_folds(folds[:1], fs, MatchConfig())[0]["compute_platform"] == "AMD EPYC, AVX512, torch 2.13.0+cpu"
 
 
 def finish_fold(run_dir: Path, subject: str, fingerprint: dict | None) -> None:

@@ -67,6 +67,9 @@ def test_run_folder_holds_config_checkpoints_metrics_and_proposals(full_run: tup
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         assert n == int(os.environ["OMP_NUM_THREADS"])
     assert f"on cpu ({n} thread" in output + (run_dir / "train.log").read_text()
+    # and what it computed on (the kernels, and so the numbers, depend on the processor)
+    platforms = {json.loads((run_dir / f"fold-{s}" / "metrics.json").read_text())["compute_platform"] for s in ("s01", "s02", "s03")}
+    assert platforms == {metrics["compute_platform"]} and metrics["compute_platform"].endswith(f"torch {torch.__version__}")
     pooled = list(csv.DictReader(open(run_dir / "proposals.csv")))
     assert list(pooled[0]) == ["video", "subject", "fold", "onset", "offset", "score", "type"]
     assert len(pooled) == metrics["num_proposals"]

@@ -37,6 +37,7 @@ from pwes.data.datamodule import PWESDataModule
 from pwes.data.layout import FeatureSet
 from pwes.evaluation.calibration import Calibration
 from pwes.inference.proposals import Proposal
+from pwes.machine import compute_platform
 from pwes.scoring import evaluate_fold, match_config, predict_videos, proposal_config, proposals_from_outputs, write_proposals
 
 
@@ -231,7 +232,13 @@ def score_fold(setup: FoldSetup, calibration: Calibration, validation: dict[str,
     proposals = proposals_from_outputs([predictions], setup.feature_set, proposal_config(setup.cfg))
     metrics = evaluate_fold(proposals, setup.feature_set, dm.test_set.videos, calibration, match_config(setup.cfg))
     metrics.update(validation)
-    metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 2), "torch_threads": thread_count(), "num_videos": len(dm.test_set)}
+    metrics = {
+        **metrics,
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "torch_threads": thread_count(),
+        "compute_platform": compute_platform(trainer.strategy.root_device),
+        "num_videos": len(dm.test_set),
+    }
     if setup.logger is not None:
         setup.logger.log_metrics({f"test/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=trainer.global_step)
     metrics.update(diagnostics.final_values(setup.callbacks))  # diag_*: pseudo-label/attention figures

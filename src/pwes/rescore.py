@@ -16,7 +16,7 @@ Only ``proposals.*`` and ``evaluation.*`` may change, and not ``evaluation.valid
 with the overrides), ``rescore.json`` (source run, overrides, folds), ``fold-*/proposals.csv``,
 ``fold-*/metrics.json`` and the pooled ``metrics.json`` / ``proposals.csv``, each written to a
 temporary file and renamed. ``RUN_DIR`` is never written. Training facts that no setting here
-changes (``train_seconds``, ``torch_threads``, the ``diag_*`` figures) are carried over from the run's fold metrics.
+changes (``train_seconds``, ``torch_threads``, ``compute_platform``, the ``diag_*`` figures) are carried over from the run's fold metrics.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ log = logging.getLogger("pwes")
 REWRITABLE = ("proposals.", "evaluation.")
 FIXED = {"evaluation.validation_subjects": "it decides which subjects each fold's model trained on; retrain with pwes.train instead"}
 CARRIED_PREFIXES = ("diag_",)  # training-time figures no proposal or evaluation setting changes
-CARRIED_KEYS = ("train_seconds", "torch_threads")
+CARRIED_KEYS = ("train_seconds", "torch_threads", "compute_platform")
 
 
 class RescoreError(ConfigError):

@@ -207,6 +207,7 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
     diag: dict[str, list[float]] = {}  # diag_* figures per fold, pooled as their mean
     validation: list[Mapping[str, Any]] = []  # folds with val_* figures
     threads: dict[str, int] = {}  # the CPU thread count each fold trained with (torch_threads)
+    platforms: dict[str, str] = {}  # what each fold computed on (compute_platform)
     for fold_dir in fold_dirs:
         subject = fold_dir.name.removeprefix("fold-")
         subjects.append(subject)
@@ -221,6 +222,8 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
         if isinstance(fold_metrics, dict):
             if isinstance(fold_metrics.get("torch_threads"), int):
                 threads[subject] = fold_metrics["torch_threads"]
+            if isinstance(fold_metrics.get("compute_platform"), str):
+                platforms[subject] = fold_metrics["compute_platform"]
             for key, value in fold_metrics.items():
                 if key.startswith("diag_") and isinstance(value, (int, float)):
                     diag.setdefault(key, []).append(float(value))
@@ -232,20 +235,23 @@ def pool_folds(fold_dirs: Sequence[Path], feature_set: FeatureSet, match: MatchC
         metrics.update(pooled_validation(validation))
     metrics.update({key: round(sum(v) / len(v), 6) for key, v in diag.items()})
     if threads:
-        metrics["torch_threads"] = pooled_thread_count(threads)
+        metrics["torch_threads"] = pooled_record(threads, "CPU thread counts", "thread(s)")
+    if platforms:
+        metrics["compute_platform"] = pooled_record(platforms, "compute platforms", "")
     return {**metrics, "num_folds": len(fold_dirs), "num_videos": len(gt)}, proposals
 
 
-def pooled_thread_count(threads: Mapping[str, int]) -> int | list[int]:
-    """The CPU thread count the folds trained with (subject -> count): one count, or the sorted
-    distinct counts with a warning naming the folds of each. The thread count sets the order of
-    float sums, so the same seed gives the same numbers only with the same count."""
-    counts = sorted(set(threads.values()))
-    if len(counts) == 1:
-        return counts[0]
-    by_count = "; ".join(f"{n} thread(s): {', '.join(sorted(s for s, c in threads.items() if c == n))}" for n in counts)
-    log.warning("the pooled folds were trained with different CPU thread counts (%s); the same seed gives the same numbers only with the same count", by_count)
-    return counts
+def pooled_record(values: Mapping[str, Any], what: str, unit: str) -> Any:
+    """What the folds trained with (subject -> ``torch_threads`` or ``compute_platform``): one
+    value, or the sorted distinct values with a warning naming the folds of each. Both set the
+    order of float sums, so the same seed gives the same numbers only where they are the same."""
+    distinct = sorted(set(values.values()))
+    if len(distinct) == 1:
+        return distinct[0]
+    label = (lambda v: f"{v} {unit}") if unit else (lambda v: str(v))
+    by_value = "; ".join(f"{label(v)}: {', '.join(sorted(s for s, c in values.items() if c == v))}" for v in distinct)
+    log.warning("the pooled folds were trained with different %s (%s); the same seed gives the same numbers only where they agree", what, by_value)
+    return distinct
 
 
 def pooled_validation(folds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
